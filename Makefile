@@ -1,0 +1,56 @@
+# genpipe's two entry points are `make pipeline` and `make test`; each creates .venv when absent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# Local stores live inside the project (both ignored by git). genpipe.settings reads these at run
+# time; the MLflow SQLite store defaults to mlflow/mlflow.db.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PATH := $(BIN):$(PATH)
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+PYTEST_ARGS ?=
+
+.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server flow clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole pipeline (dvc repro) on the params.yaml default: offline digits.
+pipeline: $(STAMP)
+	$(BIN)/dvc repro
+
+## Run every test, slow end-to-end ones included (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The quick loop: skip the slow end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests pipelines benchmarks
+	$(BIN)/ruff format --check src tests pipelines benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests pipelines benchmarks
+	$(BIN)/ruff check --fix src tests pipelines benchmarks
+
+## Browse runs, metrics, images and the model registry at http://127.0.0.1:$(MLFLOW_PORT)
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## A tracking server over HTTP on the same store (set MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) to use it).
+mlflow-server: $(STAMP)
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
+		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+clean:
+	rm -rf data/* .dvc/cache .dvc/tmp

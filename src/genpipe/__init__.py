@@ -1,0 +1,1 @@
+"""genpipe: VAE vs GAN for generation and restoration, measured and promoted."""

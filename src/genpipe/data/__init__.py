@@ -1,0 +1,1 @@
+"""Data sources, preparation and the prepared-dataset format."""
