@@ -14,12 +14,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from genpipe.errors import GenpipeError
 from genpipe.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
-class TrackingError(RuntimeError):
+class TrackingError(GenpipeError):
     """The MLflow tracking server cannot be used; the message names the URI."""
 
 

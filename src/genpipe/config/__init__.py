@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from genpipe.config.base import Section
+from genpipe.errors import GenpipeError
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, RegisterConfig
 from genpipe.config.train import EvaluatorConfig, GANConfig, TrainConfig, VAEConfig
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(GenpipeError, ValueError):
     """params.yaml is missing, unreadable or invalid; the message names file and key."""
 
 

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from genpipe import io
+from genpipe.errors import GenpipeError
 
 SPLITS = ("train", "val", "test")
 
 
-class PreparedDataError(RuntimeError):
+class PreparedDataError(GenpipeError):
     """A prepared dataset is missing or malformed; the message names the file."""
 
 

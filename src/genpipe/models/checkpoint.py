@@ -20,11 +20,12 @@ from torch import nn
 
 from genpipe import io
 from genpipe.config import EvaluatorConfig, GANConfig, VAEConfig
+from genpipe.errors import GenpipeError
 
 FORMAT = "genpipe/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GenpipeError):
     """A model file is missing, truncated or not a genpipe model; the message names the file."""
 
 

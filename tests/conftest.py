@@ -1,0 +1,114 @@
+"""Shared fixtures: an isolated environment per test, tiny real data, a loopback HTTP mirror."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def isolated_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own MLflow SQLite store, artifact root and PREFECT_HOME."""
+    store = tmp_path / "stores"
+    store.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.setenv("GENPIPE_ARTIFACT_ROOT", str(store / "artifacts"))
+    monkeypatch.setenv("PREFECT_HOME", str(store / "prefect"))
+    monkeypatch.delenv("GENPIPE_PIPELINE_RUN_ID", raising=False)
+    monkeypatch.delenv("GENPIPE_ROOT", raising=False)
+    return store
+
+
+@pytest.fixture(scope="session")
+def digits_splits() -> dict:
+    """Real sklearn digits (8x8) as uint8 [N, 1, 8, 8] splits, 60/20/20 by index (no stratification)."""
+    from sklearn.datasets import load_digits
+
+    from genpipe.data.dataset import Split
+
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]  # [1797, 1, 8, 8]
+    labels = d.target.astype(np.int64)
+    idx = np.random.default_rng(0).permutation(len(labels))
+    cut1, cut2 = int(0.6 * len(idx)), int(0.8 * len(idx))
+    parts = {"train": idx[:cut1], "val": idx[cut1:cut2], "test": idx[cut2:]}
+    return {name: Split(images[i], labels[i]) for name, i in parts.items()}
+
+
+@pytest.fixture
+def digits_prepared(tmp_path: Path, digits_splits: dict) -> Path:
+    """A prepared dataset folder (the `prepare` stage's format) holding real digits."""
+    from genpipe.data.dataset import save_prepared
+
+    folder = tmp_path / "prepared"
+    save_prepared(folder, digits_splits, {"dataset": "digits", "classes": [str(i) for i in range(10)]})
+    return folder
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve_dir() -> Iterator[Callable[[Path], str]]:
+    """Factory: serve a folder over HTTP on 127.0.0.1 (random port); returns the base URL."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def mnist_files() -> Path:
+    """The official MNIST test-split files in ../shared (never copied into the repo)."""
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"{SHARED_MNIST} is missing: the shared MNIST mirror files are required")
+    return SHARED_MNIST
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the tracked project (plus uncommitted files) into `dest` and make it a git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A throwaway copy of the project in its own git repo, for real `dvc repro` runs."""
+    return copy_project(tmp_path / "project")
+
+
+def venv_bin() -> Path:
+    """The bin/ folder of the interpreter running the tests (dvc, mlflow, prefect live there)."""
+    return Path(sys.executable).parent
