@@ -17,10 +17,25 @@ class DownloadConfig(Section):
     """How IDX files are fetched: mirrors are tried in order, each with retries and backoff."""
 
     mirrors: list[str] = Field(default_factory=list)
-    splits: list[Literal["train", "t10k"]] = ["t10k"]
+    splits: list[Literal["train", "t10k"]] = Field(default=["t10k"], min_length=1)
     retries: int = Field(default=3, ge=0)
     backoff_seconds: float = Field(default=0.5, ge=0)
     timeout_seconds: PositiveFloat = 30.0
+
+    @field_validator("mirrors")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("http://", "https://", "file://")):
+                raise ValueError(f"mirror {url!r} must be an http://, https:// or file:// base URL")
+        return v
+
+    @field_validator("splits")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"splits must not repeat, got {v}")
+        return v
 
 
 class SplitFractions(Section):
@@ -56,7 +71,10 @@ class DataConfig(Section):
         if self.dataset == "folder" and self.folder is None:
             raise ValueError("dataset 'folder' needs data.folder: the path of a class-per-folder image tree")
         if self.dataset in IDX_DATASETS and not self.download.mirrors:
-            raise ValueError(f"dataset '{self.dataset}' needs at least one URL in data.download.mirrors")
+            raise ValueError(
+                f"dataset '{self.dataset}' needs at least one base URL in data.download.mirrors "
+                "(params.yaml lists the official ones; a local copy can be served over http or file://)"
+            )
         return self
 
 
@@ -80,6 +98,7 @@ class ValidateConfig(Section):
     image_std: Bounds = Bounds(min=0.01, max=0.5)
     pixel_range: Bounds = Bounds(min=0, max=255)
     expected_labels: list[int] | None = None
+    leakage_splits: list[Literal["train", "val", "test"]] = Field(default=["train", "test"], min_length=2)
 
     @field_validator("pixel_range")
     @classmethod

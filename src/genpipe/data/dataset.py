@@ -13,11 +13,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from genpipe import io
 from genpipe.errors import GenpipeError
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 
@@ -63,7 +67,12 @@ class PreparedData:
 
 
 def to_float(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32) / 255.0
+    import torch  # lazy: the data stages never need torch
+
+    return (
+        torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32)
+        / 255.0
+    )
 
 
 def data_hash(splits: dict[str, Split]) -> str:
@@ -104,7 +113,9 @@ def load_prepared(folder: str | Path) -> PreparedData:
     except FileNotFoundError:
         raise PreparedDataError(f"{meta_path}: not found; run `dvc repro prepare` first") from None
     except json.JSONDecodeError as exc:
-        raise PreparedDataError(f"{meta_path}: corrupt JSON ({exc}); rerun `dvc repro prepare`") from None
+        raise PreparedDataError(
+            f"{meta_path}: corrupt JSON ({exc}); rerun `dvc repro prepare`"
+        ) from None
     splits = {}
     for name in SPLITS:
         path = folder / f"{name}.npz"
@@ -114,5 +125,7 @@ def load_prepared(folder: str | Path) -> PreparedData:
         except FileNotFoundError:
             raise PreparedDataError(f"{path}: not found; rerun `dvc repro prepare`") from None
         except (KeyError, ValueError, OSError) as exc:
-            raise PreparedDataError(f"{path}: unreadable ({exc}); rerun `dvc repro prepare`") from None
+            raise PreparedDataError(
+                f"{path}: unreadable ({exc}); rerun `dvc repro prepare`"
+            ) from None
     return PreparedData(meta=meta, **splits)

@@ -32,6 +32,9 @@ def split_stats(name: str, split: Split) -> pd.DataFrame:
     if images.ndim != 4:
         raise ValueError(f"split {name!r}: images must be [N, C, H, W], got shape {images.shape}")
     n, channels, height, width = images.shape
+    labels = np.asarray(split.labels).reshape(-1)
+    if len(labels) != n:
+        raise ValueError(f"split {name!r}: {n} images but {len(labels)} labels")
     flat = images.reshape(n, -1).astype(np.float64, copy=False)  # [N, C*H*W]
     empty = flat.shape[1] == 0
     with np.errstate(invalid="ignore"):
@@ -39,7 +42,7 @@ def split_stats(name: str, split: Split) -> pd.DataFrame:
             {
                 "split": name,
                 "index": np.arange(n, dtype=np.int64),
-                "label": np.asarray(split.labels).astype(np.int64, copy=False).reshape(-1)[:n],
+                "label": labels.astype(np.int64, copy=False),
                 "height": np.full(n, height, dtype=np.int64),
                 "width": np.full(n, width, dtype=np.int64),
                 "channels": np.full(n, channels, dtype=np.int64),
