@@ -15,7 +15,19 @@ import pandas as pd
 
 from genpipe.data.dataset import Split
 
-COLUMNS = ("split", "index", "label", "height", "width", "channels", "min", "max", "mean", "std", "hash")
+COLUMNS = (
+    "split",
+    "index",
+    "label",
+    "height",
+    "width",
+    "channels",
+    "min",
+    "max",
+    "mean",
+    "std",
+    "hash",
+)
 
 
 def image_hashes(images: np.ndarray) -> list[str]:

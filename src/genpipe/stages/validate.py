@@ -1,0 +1,75 @@
+"""Stage `validate`: check data/prepared against the data contract (Great Expectations).
+
+Writes summary.json (DVC metrics the training stages depend on) and GX Data Docs, logs both to
+MLflow, and exits 2 when the data breaks the contract, so `dvc repro` stops before training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from genpipe import io
+from genpipe.config import Params
+from genpipe.stages import _cli
+from genpipe.tracking import tracked_run
+from genpipe.validation import DataValidationError, failure_message, validate_prepared
+
+log = logging.getLogger(__name__)
+
+
+def validate(params: Params, prepared: Path, out: Path) -> dict:
+    summary_path, docs = out / "summary.json", out / "docs"
+    summary_path.unlink(missing_ok=True)  # never leave a stale verdict behind a crash
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".docs.", dir=out))
+    try:
+        summary = validate_prepared(prepared, params.validate_, staging)
+        shutil.rmtree(docs, ignore_errors=True)
+        os.replace(staging, docs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    io.write_json(summary_path, summary)
+    log.info(
+        "%d/%d expectations met -> %s", summary["successful"], summary["evaluated"], summary_path
+    )
+
+    import mlflow
+
+    tags = {"genpipe.stage": "validate", "genpipe.data_hash": summary["data_hash"]}
+    config = {"validate": params.validate_.model_dump(mode="json")}
+    with tracked_run(f"genpipe-{params.data.dataset}", "validate", params=config, tags=tags):
+        mlflow.set_tag("genpipe.validation_success", str(summary["success"]).lower())
+        mlflow.log_metrics(
+            {
+                "validation_success": float(summary["success"]),
+                "expectations_evaluated": summary["evaluated"],
+                "expectations_failed": summary["failed"],
+            }
+        )
+        mlflow.log_artifact(str(summary_path))
+        mlflow.log_artifacts(str(docs), artifact_path="docs")
+        if not summary["success"]:  # raised inside the run, so MLflow marks it FAILED
+            raise DataValidationError(failure_message(summary, summary_path))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("Validate the prepared data with Great Expectations before training.")
+    p.add_argument(
+        "--prepared", type=Path, default=Path("data/prepared"), help="prepare stage output"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("data/validation"), help="summary.json + docs/ (dvc outs)"
+    )
+    args = p.parse_args(argv)
+    return _cli.run(
+        "validate", lambda params: validate(params, args.prepared, args.out) and None, args.params
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
