@@ -54,3 +54,38 @@ mlflow-server: $(STAMP)
 
 clean:
 	rm -rf data/* .dvc/cache .dvc/tmp
+
+# --- Prefect orchestration (pipelines/, prefect.yaml). PREFECT_HOME (above) keeps Prefect's state
+# in the project. Start the server and the worker in their own terminals; the API URL is
+# http://127.0.0.1:$(PREFECT_PORT)/api. FLOW_ARGS takes -S key=value overrides, as dvc exp run -S.
+PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT_POOL ?= genpipe-process  # the work pool named in prefect.yaml
+FLOW_ARGS ?=
+RUN_PARAMS ?=
+
+.PHONY: prefect-server prefect-pool prefect-deploy prefect-worker prefect-run
+
+## Run the whole pipeline once through the Prefect flow (a local, temporary API if no server is set).
+flow: $(STAMP)
+	$(BIN)/python -m pipelines.genpipe_flow $(FLOW_ARGS)
+
+## The Prefect server and UI on 127.0.0.1 (foreground).
+prefect-server: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## The process work pool the deployments in prefect.yaml use.
+prefect-pool: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create $(PREFECT_POOL) --type process --overwrite
+
+## Register the deployments of prefect.yaml (genpipe, and genpipe-weekly, paused): `prefect deploy --all`
+## through pipelines/prefect_cli.py, which works around a Prefect 3.8 / fastapi 0.154 mismatch.
+prefect-deploy: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m pipelines.prefect_cli --no-prompt deploy --all
+
+## A worker that runs flow runs from the pool (foreground).
+prefect-worker: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool $(PREFECT_POOL)
+
+## Trigger the on-demand deployment, e.g. make prefect-run RUN_PARAMS="-p 'overrides=[\"vae.epochs=2\"]'"
+prefect-run: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect deployment run genpipe-pipeline/genpipe $(RUN_PARAMS) --watch

@@ -28,6 +28,7 @@ class EvaluateConfig(Section):
 
     seed: int = 0
     n_samples: PositiveInt | None = None
+    draws: PositiveInt = 10  # independent sample draws per source: the CI is over these
     bootstrap: PositiveInt = 200
     kid_subset_size: PositiveInt = 1000
     kid_subsets: PositiveInt = 50
@@ -40,12 +41,26 @@ class EvaluateConfig(Section):
     snapshot_selection_samples: PositiveInt = 500
 
 
+GenerationMetric = Literal[
+    "fd",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "is",
+    "class_coverage",
+    "class_entropy",
+]
+
+
 class RegisterConfig(Section):
     """`register:` how a champion per task is chosen and named in the registry."""
 
-    model_name_prefix: str = "genpipe"
-    generation_metric: str = "fd"
-    restoration_metric: str = "psnr"
+    model_name_prefix: str = Field(default="genpipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # primary metric per task, read from report.json; fd and kid are lower-is-better, others higher
+    generation_metric: GenerationMetric = "fd"
+    restoration_metric: Literal["psnr", "ssim"] = "psnr"
     tie_rule: Literal["overlapping_ci_keeps_champion", "point_estimate"] = (
         "overlapping_ci_keeps_champion"
     )

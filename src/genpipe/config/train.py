@@ -22,6 +22,9 @@ class TrainConfig(Section):
     num_workers: int = Field(default=2, ge=0)
     max_device_bytes: PositiveInt = 2_000_000_000
     log_images_every: PositiveInt = 1
+    # CPU threads for torch; 0 = auto: 1 for images <= 16x16 (overhead-bound ops gain nothing
+    # from threads and suffer badly on a busy machine), torch's default otherwise.
+    cpu_threads: int = Field(default=0, ge=0)
 
 
 class LearningRates(Section):
@@ -65,3 +68,4 @@ class EvaluatorConfig(Section):
     seed: int = 0
     feature_dim: PositiveInt = 64
     min_test_accuracy: float = Field(default=0.97, ge=0, le=1)
+    augment: bool = True  # random 1-pixel shifts: small train splits (digits) overfit without them

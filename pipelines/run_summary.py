@@ -1,0 +1,155 @@
+"""What a pipeline run leaves behind, gathered from the files dvc.yaml names, as Prefect artifacts.
+
+Everything here is pure except `collect`, which only reads files: the metrics files each stage
+declares, the `run.json` (MLflow run) in each output folder, and the register stage's markdown
+decision. Paths come from dvc.yaml, so a renamed output needs no change here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.dvc_runner import StageResult
+
+log = logging.getLogger(__name__)
+
+DECISION_STAGE = "register"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    stage: str
+    run_id: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class PipelineOutputs:
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # rows: file, metric, value
+    runs: list[RunRecord] = field(default_factory=list)
+    decisions: str = ""
+
+
+def _paths(entries: Iterable[Any]) -> list[str]:
+    """dvc.yaml outs/metrics entries are either `path` or `{path: {options}}`."""
+    out: list[str] = []
+    for entry in entries or []:
+        out.extend([entry] if isinstance(entry, str) else list(entry))
+    return out
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested JSON -> {"a.b.c": scalar}, the way `dvc metrics show` names nested metrics."""
+    if isinstance(data, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(data, list):
+        return {prefix: json.dumps(data)} if prefix else {}
+    return {prefix: data}
+
+
+def collect(project: Path) -> PipelineOutputs:
+    """Read the metrics, MLflow run ids and promotion decisions the stages wrote, if present."""
+    stages = (yaml.safe_load((project / "dvc.yaml").read_text()) or {}).get("stages", {})
+    metrics: list[dict[str, Any]] = []
+    runs: list[RunRecord] = []
+    decisions: list[str] = []
+    for name, stage in stages.items():
+        for rel in _paths(stage.get("metrics")):
+            path = project / rel
+            if path.suffix == ".json" and path.is_file():
+                for metric, value in flatten(json.loads(path.read_text())).items():
+                    metrics.append({"stage": name, "file": rel, "metric": metric, "value": value})
+        for rel in _paths(stage.get("outs")):
+            run_file = project / rel / "run.json"
+            if run_file.is_file():
+                info = json.loads(run_file.read_text())
+                runs.append(
+                    RunRecord(name, info.get("run_id", "?"), info.get("experiment_name", "?"))
+                )
+            if name == DECISION_STAGE and rel.endswith(".md") and (project / rel).is_file():
+                decisions.append((project / rel).read_text().strip())
+    return PipelineOutputs(metrics, runs, "\n\n".join(decisions))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(
+    run_id: str,
+    results: Sequence[StageResult],
+    outputs: PipelineOutputs,
+    overrides: Sequence[str] = (),
+) -> str:
+    """The run's summary: what DVC did per stage, the metrics, the decisions, the MLflow runs."""
+    parts = [f"# genpipe pipeline run `{run_id}`"]
+    parts.append(
+        "Overrides applied to params.yaml: " + ", ".join(f"`{o}`" for o in overrides)
+        if overrides
+        else "No parameter overrides."
+    )
+    parts += [
+        "## Stages",
+        _table(["stage", "DVC", "seconds"], ((r.stage, r.outcome, r.seconds) for r in results)),
+    ]
+    parts.append("## Metrics")
+    parts.append(
+        _table(
+            ["stage", "metric", "value"],
+            ((m["stage"], m["metric"], m["value"]) for m in outputs.metrics),
+        )
+        if outputs.metrics
+        else "No metrics files were found."
+    )
+    parts += [
+        "## Promotion decisions",
+        outputs.decisions or "The register stage wrote no decision.",
+    ]
+    parts.append("## MLflow runs")
+    if outputs.runs:
+        parts.append(
+            _table(
+                ["stage", "run id", "experiment"],
+                ((r.stage, r.run_id, r.experiment) for r in outputs.runs),
+            )
+        )
+    else:
+        parts.append("No stage recorded an MLflow run.")
+    parts.append(
+        "Runs of this pipeline run carry the tag "
+        f"`genpipe.pipeline_run_id = {run_id}` (MLflow search: "
+        f"`tags.\"genpipe.pipeline_run_id\" = '{run_id}'`). Skipped stages keep the run ids of "
+        "the pipeline run that last built them."
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def metrics_table(outputs: PipelineOutputs) -> list[dict[str, Any]]:
+    """Rows for Prefect's table artifact (values as JSON-safe scalars)."""
+    return [
+        {
+            **row,
+            "value": row["value"]
+            if isinstance(row["value"], int | float | str | bool)
+            else str(row["value"]),
+        }
+        for row in outputs.metrics
+    ]

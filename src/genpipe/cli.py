@@ -1,0 +1,193 @@
+"""`genpipe`: the people-facing CLI over the registry's champions.
+
+    genpipe generate --n 64 --seed 0 --out grid.png
+    genpipe restore noisy.png [--mask mask.png] --out clean.png
+    genpipe registry show [TASK]
+    genpipe registry rollback TASK
+
+Models are loaded as `models:/<prefix>-<dataset>-<task>@champion` from the tracking URI in
+MLFLOW_TRACKING_URI (default: the project's SQLite store); names come from params.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from genpipe.errors import GenpipeError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Use and manage genpipe's champion models."
+)
+registry_app = typer.Typer(
+    no_args_is_help=True, help="Inspect and steer the MLflow model registry."
+)
+app.add_typer(registry_app, name="registry")
+
+TASKS = ("generation", "restoration")
+ParamsOpt = Annotated[Path, typer.Option(help="params.yaml naming the registered models")]
+ModelOpt = Annotated[str | None, typer.Option(help="registered model name (default: from params)")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"genpipe: error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _name(task: str, params: Path, model: str | None) -> str:
+    if task not in TASKS:
+        raise GenpipeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if model:
+        return model
+    from genpipe.config import load_params
+    from genpipe.registry.publish import model_name
+
+    p = load_params(params)
+    return model_name(p.register_.model_name_prefix, p.data.dataset, task)
+
+
+def _load_champion(name: str) -> Any:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from genpipe.tracking import configure_mlflow
+
+    uri = configure_mlflow()
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    except MlflowException as exc:
+        raise GenpipeError(
+            f"no champion for {name!r} in {uri} ({exc.message[:200]}); run the pipeline first"
+        ) from None
+
+
+def _save_grid(images: np.ndarray, out: Path, scale: int, pad: int = 1) -> None:
+    """images [N, C, H, W] in [0, 1] -> one PNG, sqrt(N) per row, `pad` px gaps."""
+    from PIL import Image
+
+    from genpipe import io
+
+    n, c, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((c, rows * (h + pad) + pad, cols * (w + pad) + pad), np.float64)
+    for i, img in enumerate(images):
+        top, left = (
+            pad + k * (size + pad) for k, size in zip(divmod(i, cols), (h, w), strict=True)
+        )
+        grid[:, top : top + h, left : left + w] = img
+    pixels = np.round(grid.clip(0, 1) * 255).astype(np.uint8)
+    pixels = pixels.repeat(scale, 1).repeat(scale, 2)
+    picture = Image.fromarray(pixels[0] if c == 1 else pixels.transpose(1, 2, 0))
+    with io.atomic_path(out) as tmp:
+        picture.save(tmp, format="PNG")
+
+
+def _read_image(path: Path, shape: list[int]) -> np.ndarray:
+    """A PNG -> [C*H*W] floats in [0, 1] at the model's size (resized when it differs)."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = shape
+    try:
+        img = Image.open(path).convert("L" if c == 1 else "RGB")
+    except (FileNotFoundError, UnidentifiedImageError) as exc:
+        raise GenpipeError(f"{path}: cannot read an image ({exc})") from None
+    if img.size != (w, h):
+        logging.getLogger(__name__).warning("%s is %sx%s; resizing to %sx%s", path, *img.size, w, h)
+        img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float64) / 255.0
+    return (arr[None] if c == 1 else arr.transpose(2, 0, 1)).reshape(-1)
+
+
+@app.command()
+def generate(
+    n: Annotated[int, typer.Option(min=1, help="how many images")] = 64,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    out: Annotated[Path, typer.Option(help="PNG grid to write")] = Path("grid.png"),
+    scale: Annotated[int, typer.Option(min=1, help="upscale factor for viewing")] = 4,
+    params: ParamsOpt = Path("params.yaml"),
+    model: ModelOpt = None,
+) -> None:
+    """Sample images from the generation champion and save them as a grid."""
+    import pandas as pd
+
+    try:
+        pyfunc = _load_champion(_name("generation", params, model))
+        shape = pyfunc.metadata.metadata["image_shape"]
+        frame = pyfunc.predict(pd.DataFrame({"n": [n], "seed": [seed]}))
+        images = np.stack(frame["image"].to_numpy()).reshape(-1, *shape)
+        _save_grid(images, out, scale)
+    except GenpipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {n} images to {out}")
+
+
+@app.command()
+def restore(
+    image: Annotated[Path, typer.Argument(help="corrupted PNG")],
+    mask: Annotated[Path | None, typer.Option(help="PNG mask: white = observed pixel")] = None,
+    out: Annotated[Path, typer.Option(help="restored PNG to write")] = Path("clean.png"),
+    scale: Annotated[int, typer.Option(min=1, help="upscale factor for viewing")] = 1,
+    params: ParamsOpt = Path("params.yaml"),
+    model: ModelOpt = None,
+) -> None:
+    """Restore one image with the restoration champion (inpaint where --mask is black)."""
+    import pandas as pd
+
+    try:
+        pyfunc = _load_champion(_name("restoration", params, model))
+        shape = pyfunc.metadata.metadata["image_shape"]
+        row: dict[str, Any] = {"image": [_read_image(image, shape)]}
+        if mask is not None:
+            row["mask"] = [np.round(_read_image(mask, shape))]
+        frame = pyfunc.predict(pd.DataFrame(row))
+        _save_grid(np.asarray(frame["restored"][0]).reshape(1, *shape), out, scale, pad=0)
+    except GenpipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {out}")
+
+
+@registry_app.command("rollback")
+def rollback(
+    task: Annotated[str, typer.Argument(help="generation | restoration")],
+    params: ParamsOpt = Path("params.yaml"),
+    model: ModelOpt = None,
+) -> None:
+    """Move `champion` back to the previous champion (recorded in the model's tags)."""
+    from genpipe.registry import mlflow_registry
+    from genpipe.tracking import configure_mlflow
+
+    try:
+        name = _name(task, params, model)
+        configure_mlflow()
+        moved = mlflow_registry.rollback(name)
+    except GenpipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name}: champion v{moved['from']} -> v{moved['to']}")
+
+
+@registry_app.command("show")
+def show(
+    task: Annotated[
+        str | None, typer.Argument(help="generation | restoration (default: both)")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Print aliases, champion history and each version's metric as JSON."""
+    from genpipe.registry import mlflow_registry
+    from genpipe.tracking import configure_mlflow
+
+    try:
+        configure_mlflow()
+        shown = {
+            t: mlflow_registry.describe(_name(t, params, None)) for t in ([task] if task else TASKS)
+        }
+    except GenpipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(shown, indent=2))

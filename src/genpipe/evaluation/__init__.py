@@ -1,0 +1,1 @@
+"""Pure metrics, corruptions, restoration methods and the evaluate report."""

@@ -1,0 +1,141 @@
+"""Assemble data/eval/report.json (schema in docs/ARCHITECTURE.md), the flat DVC metrics, the
+plot tables and the protocol hash. Pure functions of results: no I/O here.
+
+The protocol hash pins what a number means: evaluation settings, test data and evaluator
+weights. The registry compares a challenger with the champion only under the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+from genpipe.config import EvaluateConfig
+from genpipe.evaluation import metrics
+from genpipe.evaluation.restoration import METHOD_MODEL, METHODS
+from genpipe.evaluation.restoration_eval import BASELINES, CorruptionResult
+
+
+def weights_hash(record: dict) -> str:
+    """sha256 of a model record's kind, config, args and tensors (not the file's zip bytes)."""
+    h = hashlib.sha256()
+    head = {k: record.get(k) for k in ("kind", "config", "image_shape", "model_args")}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for name, tensor in sorted(record["state_dict"].items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -> str:
+    """sha256 of (evaluate config, test-data hash, evaluator weights hash), canonical JSON."""
+    payload = {
+        "evaluate": config.model_dump(mode="json"),
+        "data_hash": data_hash,
+        "evaluator_hash": evaluator_hash,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> dict[str, Any]:
+    mean, lo, hi = metrics.mean_ci(values, bootstrap, generator)
+    return {"value": mean, "ci": [lo, hi]}
+
+
+def _summarise_output(
+    name: str, results: list[CorruptionResult], bootstrap: int, generator: torch.Generator
+) -> dict[str, Any]:
+    """{"mean": {psnr, ssim}, "per_corruption": {c: {psnr, ssim, psnr_masked?}}} for one method."""
+    per_corruption = {
+        r.corruption.name: {m: _stat(v, bootstrap, generator) for m, v in r.scores[name].items()}
+        for r in results
+    }
+    mean = {}
+    for m in ("psnr", "ssim"):  # each image's average over corruptions, then a CI over images
+        per_image = torch.stack([r.scores[name][m] for r in results]).mean(dim=0)  # [N]
+        mean[m] = _stat(per_image, bootstrap, generator)
+    return {"mean": mean, "per_corruption": per_corruption}
+
+
+def summarise_restoration(
+    results: list[CorruptionResult], bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """The report's "restoration" section: per model its methods and best method, plus baselines."""
+    gen = torch.Generator().manual_seed(seed)
+    done = [m for m in METHODS if results and m in results[0].scores]
+    section: dict[str, Any] = {}
+    for model in ("vae", "gan"):
+        methods = {
+            m: _summarise_output(m, results, bootstrap, gen)
+            for m in done
+            if METHOD_MODEL[m] == model
+        }
+        if methods:
+            best = max(methods, key=lambda m: methods[m]["mean"]["psnr"]["value"])
+            section[model] = {"best_method": best, "methods": methods}
+    section["baselines"] = {b: _summarise_output(b, results, bootstrap, gen) for b in BASELINES}
+    return section
+
+
+def _with_ci(flat: dict[str, float], key: str, stat: dict[str, Any]) -> None:
+    flat[key] = stat["value"]
+    if stat.get("ci") is not None:
+        flat[f"{key}_ci_low"], flat[f"{key}_ci_high"] = stat["ci"]
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Flat keys for `dvc metrics show/diff`, e.g. generation.gan.fd, restoration.vae.mean_psnr."""
+    flat: dict[str, float] = {}
+    for source, scores in report["generation"].items():
+        for metric, stat in scores.items():
+            _with_ci(flat, f"generation.{source}.{metric}", stat)
+    restoration = report["restoration"]
+    for model in ("vae", "gan"):
+        if model not in restoration:
+            continue
+        best = restoration[model]["methods"][restoration[model]["best_method"]]
+        for m, stat in best["mean"].items():
+            _with_ci(flat, f"restoration.{model}.mean_{m}", stat)
+        for corruption, scores in best["per_corruption"].items():
+            for m, stat in scores.items():
+                flat[f"restoration.{model}.{corruption}.{m}"] = stat["value"]
+        for method, summary in restoration[model]["methods"].items():
+            flat[f"restoration.{model}.{method}.mean_psnr"] = summary["mean"]["psnr"]["value"]
+    for baseline, summary in restoration["baselines"].items():
+        for m, stat in summary["mean"].items():
+            flat[f"restoration.baseline.{baseline}.mean_{m}"] = stat["value"]
+        for corruption, scores in summary["per_corruption"].items():
+            flat[f"restoration.baseline.{baseline}.{corruption}.psnr"] = scores["psnr"]["value"]
+    return {k: round(float(v), 6) for k, v in flat.items()}
+
+
+def restoration_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Long table for the DVC bar plot: one row per (corruption, method or baseline)."""
+    restoration = report["restoration"]
+    outputs = {b: s for b, s in restoration["baselines"].items()}
+    for model in ("vae", "gan"):
+        outputs.update(restoration.get(model, {}).get("methods", {}))
+    rows = []
+    for name, summary in outputs.items():
+        for corruption, scores in summary["per_corruption"].items():
+            row = {"case": f"{corruption} | {name}", "corruption": corruption, "method": name}
+            row.update(
+                {m: round(s["value"], 4) for m, s in scores.items() if m in ("psnr", "ssim")}
+            )
+            rows.append(row)
+    return rows
+
+
+def generation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per source (vae, gan, real) with each metric's value and CI."""
+    rows = []
+    for source, scores in report["generation"].items():
+        row: dict[str, Any] = {"source": source}
+        for metric, stat in scores.items():
+            row[metric] = round(stat["value"], 6)
+        rows.append(row)
+    return rows

@@ -1,0 +1,97 @@
+"""Run every corruption x (method | baseline) on the same test images and score each image.
+
+Per-image scores are kept (not just means) so that report.py can bootstrap CIs, and the first
+few images of every output are kept for the image panels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from genpipe.config.evaluate import LatentSearchConfig
+from genpipe.evaluation import metrics
+from genpipe.evaluation.baselines import classical_restore
+from genpipe.evaluation.corruptions import Corruption, corrupt
+from genpipe.evaluation.restoration import METHOD_MODEL, METHODS, restore
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("corrupted", "classical")
+
+
+@dataclass(frozen=True)
+class CorruptionResult:
+    corruption: Corruption
+    scores: dict[str, dict[str, Tensor]]  # method or baseline -> metric -> per image [N]
+    panel: dict[str, Tensor]  # "clean", "corrupted", each method/baseline -> first images
+    seconds: dict[str, float] = field(default_factory=dict)  # method -> wall time
+
+
+def score_images(
+    restored: Tensor, clean: Tensor, mask: Tensor | None, ssim_window: int
+) -> dict[str, Tensor]:
+    """psnr and ssim per image; psnr_masked (on the missing pixels only) for inpainting."""
+    out = {
+        "psnr": metrics.psnr(restored, clean, data_range=1.0),
+        "ssim": metrics.ssim(restored, clean, window=ssim_window, data_range=1.0),
+    }
+    if mask is not None:
+        out["psnr_masked"] = metrics.psnr(restored, clean, data_range=1.0, mask=1 - mask)
+    return out
+
+
+def run_corruption(
+    models: dict[str, nn.Module],
+    clean: Tensor,
+    corruption: Corruption,
+    search: LatentSearchConfig,
+    seed: int,
+    ssim_window: int,
+    panel_size: int = 8,
+) -> CorruptionResult:
+    """Corrupt once, then restore with both baselines and every method whose model is given."""
+    corrupted, mask = corrupt(clean, corruption, seed)
+    outputs = {"corrupted": corrupted, "classical": classical_restore(corrupted, mask, corruption)}
+    seconds: dict[str, float] = {}
+    for method in METHODS:
+        model = models.get(METHOD_MODEL[method])
+        if model is None:
+            continue
+        start = time.perf_counter()
+        outputs[method] = restore(model, corrupted, mask, method, search, seed)
+        seconds[method] = time.perf_counter() - start
+    scores = {name: score_images(x, clean, mask, ssim_window) for name, x in outputs.items()}
+    panel = {"clean": clean[:panel_size], **{k: v[:panel_size] for k, v in outputs.items()}}
+    log.info(
+        "%s: %s",
+        corruption.name,
+        ", ".join(f"{k} {float(v['psnr'].mean()):.2f} dB" for k, v in scores.items()),
+    )
+    return CorruptionResult(corruption, scores, panel, seconds)
+
+
+def restoration_subset(n_test: int, n_restore: int, seed: int) -> Tensor:
+    """Sorted indices of the test images used for restoration (all of them if fewer)."""
+    if n_restore >= n_test:
+        return torch.arange(n_test)
+    return (
+        torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n_restore]
+        .sort()
+        .values
+    )
+
+
+def run_restoration(
+    models: dict[str, nn.Module],
+    clean: Tensor,
+    corruptions: list[Corruption],
+    search: LatentSearchConfig,
+    seed: int,
+    ssim_window: int,
+) -> list[CorruptionResult]:
+    return [run_corruption(models, clean, c, search, seed, ssim_window) for c in corruptions]

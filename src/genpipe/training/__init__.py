@@ -1,0 +1,1 @@
+"""Training: device/precision selection, the epoch loop, training checkpoints and resume."""

@@ -1,0 +1,74 @@
+"""Per-epoch reporting: metrics to MLflow and to the DVC plots CSV, image grids as artifacts.
+
+The plots CSV is rewritten from the full history each epoch (atomically), so a resumed run
+continues the same curve instead of appending duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from genpipe import io
+
+log = logging.getLogger(__name__)
+
+GridFn = Callable[[], dict[str, torch.Tensor]]  # name -> images [N, C, H, W] in [0, 1]
+
+
+def write_plots(path: Path, history: list[dict]) -> None:
+    """history rows -> CSV with an `epoch` column first (what `dvc plots show` reads)."""
+    columns: list[str] = ["epoch"]
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    io.write_text(path, buf.getvalue())
+
+
+def grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """Images -> one [C, H', W'] grid; tiny 8x8 digits are upscaled so they are visible."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    scale = max(1, 32 // images.shape[-1])
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    return make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
+
+
+def save_grid(path: Path, images: torch.Tensor, nrow: int = 8) -> None:
+    with io.atomic_path(path) as tmp:
+        save_image(grid(images, nrow), tmp, format="png")
+
+
+class MlflowReporter:
+    """Logs into the active MLflow run; `grids` renders the current sample/recon images."""
+
+    def __init__(self, plots_path: Path | None, grids: GridFn) -> None:
+        self.plots_path = plots_path
+        self.grids = grids
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float], history: list[dict]) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics, step=epoch)
+        if self.plots_path is not None:
+            write_plots(self.plots_path, history)
+
+    def log_images(self, epoch: int) -> None:
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, images in self.grids().items():
+                path = Path(tmp) / f"epoch_{epoch:04d}.png"
+                save_grid(path, images)
+                mlflow.log_artifact(str(path), artifact_path=name)

@@ -1,0 +1,70 @@
+"""Fixtures for the flow tests: one Prefect test server per session, a fake-stage project copy."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API (SQLite) shared by the session: it takes seconds to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def fake_project(project_copy: Path) -> Path:
+    """The project copy with dvc.yaml replaced by the same stage graph of fake, fast stages.
+
+    params.yaml holds genpipe.config's defaults, so the copy is valid whatever state the shared
+    params.yaml is in while others edit it.
+    """
+    import yaml
+
+    from genpipe.config import Params
+
+    defaults = Params().model_dump(mode="json", by_alias=True)
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(defaults, sort_keys=False))
+    shutil.copy(HERE / "fake_stage.py", project_copy / "fake_stage.py")
+    shutil.copy(HERE / "fake_dvc.yaml", project_copy / "dvc.yaml")
+    (project_copy / "dvc.lock").unlink(missing_ok=True)
+    return project_copy
+
+
+def trace(project: Path, stage: str) -> list[dict]:
+    """The fake stage's records: one at start of each attempt, one at the end of each success."""
+    import json
+
+    path = project / "trace" / f"{stage}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# The real stages on digits, as small as they go: seconds per stage on two CPU cores.
+TINY_REAL_PARAMS: dict[str, object] = {
+    "data.max_images": 400,
+    "train.device": "cpu",
+    "train.num_workers": 0,
+    "train.batch_size": 64,
+    "train.checkpoint_every": 1,
+    "vae.epochs": 1,
+    "vae.kl_warmup_epochs": 0,
+    "gan.epochs": 1,
+    "gan.snapshots": 1,
+    "evaluator.epochs": 1,
+    "evaluator.min_test_accuracy": 0.0,
+    "evaluate.draws": 2,
+    "evaluate.bootstrap": 10,
+    "evaluate.kid_subset_size": 20,
+    "evaluate.kid_subsets": 2,
+    "evaluate.n_restore": 8,
+    "evaluate.latent_search": {"steps": 2, "restarts": 1, "lr": 0.05, "prior_weight": 0.001},
+    "evaluate.snapshot_selection_samples": 20,
+}

@@ -1,0 +1,85 @@
+"""A stand-in for every genpipe stage: same names, same files, shell-fast, no ML.
+
+Copied into a project copy by tests/pipelines/conftest.py, so the flow's wiring (order, skips,
+retries, timeouts, env, artifacts) is tested against real DVC without waiting for training.
+Each call appends {stage, run_id, pid, start, end} to trace/<stage>.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def write(path: str, obj: object) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    text = obj if isinstance(obj, str) else json.dumps(obj)
+    Path(path).write_text(text)
+
+
+def main(stage: str) -> int:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    run_id = os.environ.get("GENPIPE_PIPELINE_RUN_ID", "")
+    record = {"stage": stage, "run_id": run_id, "pid": os.getpid(), "start": time.time()}
+    trace = Path("trace") / f"{stage}.jsonl"
+    trace.parent.mkdir(exist_ok=True)
+    with trace.open("a") as fh:  # written before any failure, so attempts are countable
+        fh.write(json.dumps(record) + "\n")
+
+    if stage == "download":
+        failures = Path("download_failures")
+        if failures.exists() and int(failures.read_text()) > 0:
+            failures.write_text(str(int(failures.read_text()) - 1))
+            print("mirror unreachable (simulated)", file=sys.stderr)
+            return 1
+        if Path("download_hangs").exists():
+            time.sleep(600)
+        write("data/raw/images.txt", params["data"]["dataset"])
+    elif stage == "prepare":
+        write("data/prepared/meta.json", {"seed": params["data"]["seed"]})
+    elif stage == "validate":
+        ok = params["validate"]["min_rows"]["train"] <= 10_000
+        write("data/validation/summary.json", {"success": ok})
+        write("data/validation/docs/index.html", "<html></html>")
+        if not ok:
+            print(
+                "expectation failed: train has fewer rows than validate.min_rows.train",
+                file=sys.stderr,
+            )
+            return 2
+    elif stage in ("train_vae", "train_gan", "train_evaluator"):
+        name = stage.removeprefix("train_")
+        time.sleep(params[name]["epochs"] / 100)  # default params: 0.6 s, 1.5 s, 0.3 s
+        write(f"data/models/{name}/model.txt", "weights")
+        write(
+            f"data/models/{name}/run.json",
+            {
+                "run_id": f"{name}-{run_id}",
+                "experiment_id": "1",
+                "experiment_name": "genpipe-digits",
+            },
+        )
+        if stage == "train_evaluator":
+            write("data/metrics/evaluator.json", {"test_accuracy": 0.98})
+    elif stage == "evaluate":
+        write("data/eval/report.json", {"generation": {}})
+        write(
+            "data/metrics/evaluate.json", {"generation": {"vae": {"fd": 1.25}, "gan": {"fd": 0.75}}}
+        )
+    elif stage == "register":
+        write("data/register/decision.json", {"generation": {"champion": "gan"}})
+        write("data/register/decision.md", "- generation: **gan** promoted to champion\n")
+
+    record["end"] = time.time()
+    with trace.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -1,0 +1,160 @@
+"""End to end: a real Prefect server, a process work pool, `prefect deploy --all`, a worker.
+
+Both tests start `prefect server` on 127.0.0.1 with the per-test PREFECT_HOME (conftest) and a
+worker, each in its own process group, and stop them with SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import venv_bin
+from tests.pipelines.conftest import TINY_REAL_PARAMS, trace
+
+pytestmark = pytest.mark.slow
+
+POOL = "genpipe-process"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"prefect server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"prefect server at {url} not healthy after {timeout:.0f} s")
+
+
+@pytest.fixture
+def prefect_stack(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """A started Prefect server: yields (api_url, env for the prefect CLI, log folder)."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [venv_bin() / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        stdout=(logs / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_healthy(api, server)
+        print(f"prefect server healthy after {time.monotonic() - started:.1f} s")
+        yield api, env, logs
+    finally:
+        _stop(server)
+
+
+def _deploy_and_run(
+    api: str, env: dict[str, str], logs: Path, project: Path, parameters: dict[str, Any]
+) -> Any:
+    """Create the pool, deploy prefect.yaml from `project`, start a worker, run `genpipe`."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    prefect = str(venv_bin() / "prefect")
+    # `prefect deploy` through pipelines.prefect_cli, as `make prefect-deploy` runs it (see there)
+    deploy = [str(venv_bin() / "python"), "-m", "pipelines.prefect_cli"]
+    for cmd in (
+        [prefect, "work-pool", "create", POOL, "--type", "process"],
+        [*deploy, "--no-prompt", "deploy", "--all"],
+    ):
+        done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}\n{done.stderr}"
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", POOL],
+        cwd=logs,  # the deployment's pull step, not the worker's cwd, must find the project
+        env=env,
+        stdout=(logs / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with temporary_settings({PREFECT_API_URL: api}):
+            flow_run = run_deployment(
+                "genpipe-pipeline/genpipe", parameters=parameters, timeout=1800
+            )
+            weekly = _read_deployment("genpipe-pipeline/genpipe-weekly")
+    finally:
+        _stop(worker)
+    assert flow_run.state is not None
+    assert flow_run.state.is_completed(), (
+        f"{flow_run.state}\n--- worker log ---\n{(logs / 'worker.log').read_text()[-5000:]}"
+    )
+    assert weekly.paused and weekly.schedules, "the weekly deployment should be scheduled, paused"
+    return flow_run
+
+
+def _read_deployment(name: str) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name)
+
+
+def test_deployment_runs_fake_pipeline_through_worker(
+    prefect_stack: tuple[str, dict[str, str], Path], fake_project: Path
+) -> None:
+    """The deployment machinery itself, with the stage graph stubbed by fake_stage.py."""
+    api, env, logs = prefect_stack
+
+    flow_run = _deploy_and_run(api, env, logs, fake_project, {"overrides": ["vae.epochs=2"]})
+
+    records = trace(fake_project, "register")
+    assert records and {r["run_id"] for r in records} == {str(flow_run.id)}
+
+
+def test_deployment_runs_real_pipeline_and_registers_champions(
+    prefect_stack: tuple[str, dict[str, str], Path], project_copy: Path
+) -> None:
+    """The real stages on digits with tiny params; the registry ends with both champions."""
+    from mlflow import MlflowClient
+
+    api, env, logs = prefect_stack
+
+    flow_run = _deploy_and_run(api, env, logs, project_copy, {"overrides": TINY_REAL_PARAMS})
+
+    client = MlflowClient()
+    for task in ("generation", "restoration"):
+        champion = client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
+        run = client.get_run(champion.run_id)
+        assert champion.version
+        assert run.data.tags.get("genpipe.pipeline_run_id") == str(flow_run.id), task

@@ -1,0 +1,156 @@
+"""The flow's wiring, run under prefect_test_harness against real DVC on a fake-stage project."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
+
+from tests.pipelines.conftest import trace
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _artifacts(flow_run_id: str) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:  # the sync client sends unset fields as null
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=50,
+            offset=0,
+        )
+    return {a.key: a.data for a in found}
+
+
+def test_run_then_noop_then_override(fake_project: Path) -> None:
+    """One project through three runs; each step checks what the previous one left behind."""
+    (fake_project / "download_failures").write_text("1")  # the first download attempt fails
+
+    # 1. a full run: slow enough training (3 s each) to see whether VAE and GAN overlap
+    state = genpipe_pipeline(
+        project_dir=str(fake_project),
+        overrides={"vae.epochs": 300, "gan.epochs": 300},
+        download_retry_delay_seconds=0.1,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state.message
+    result = state.result()
+    run_id = str(state.state_details.flow_run_id)
+    assert result["pipeline_run_id"] == run_id
+    assert result["overrides"] == ["vae.epochs=300", "gan.epochs=300"]
+    assert _outcomes(result) == dict.fromkeys(STAGES, "ran")
+    assert len(trace(fake_project, "download")) == 3  # failed start, retried start, end
+    for stage in STAGES:
+        assert {r["run_id"] for r in trace(fake_project, stage)} == {run_id}, stage
+    vae, gan = (trace(fake_project, s)[-1] for s in ("train_vae", "train_gan"))
+    overlap = min(vae["end"], gan["end"]) - max(vae["start"], gan["start"])
+    print(f"VAE/GAN stage commands overlapped {overlap:.1f} s of 3.0 s each")
+    assert overlap > 1.0  # DVC releases its repo lock while a stage command runs
+
+    artifacts = _artifacts(run_id)
+    summary = artifacts["genpipe-summary"]
+    assert "| evaluate | generation.gan.fd | 0.75 |" in summary
+    assert "**gan** promoted to champion" in summary
+    assert f"| train_vae | vae-{run_id} | genpipe-digits |" in summary
+    table = artifacts["genpipe-metrics"]
+    assert '"generation.vae.fd"' in table and '"test_accuracy"' in table
+
+    # 2. nothing changed: DVC skips every stage
+    t0 = time.perf_counter()
+    again = genpipe_pipeline(project_dir=str(fake_project))
+    print(f"no-op flow: {time.perf_counter() - t0:.1f} s")
+    assert _outcomes(again) == dict.fromkeys(STAGES, "skipped")
+    assert len(trace(fake_project, "register")) == 2  # the fake stage did not run again
+
+    # 3. an override lands in params.yaml, and DVC reruns only the stages reading that key
+    third = genpipe_pipeline(project_dir=str(fake_project), overrides=["vae.epochs=2"])
+    ran = {s for s, o in _outcomes(third).items() if o == "ran"}
+    assert ran == {"train_vae", "evaluate", "register"}
+    assert yaml.safe_load((fake_project / "params.yaml").read_text())["vae"]["epochs"] == 2
+
+
+def _outcomes(result: dict) -> dict[str, str]:
+    return {stage: v["outcome"] for stage, v in result["stages"].items()}
+
+
+def test_failed_validation_fails_flow_and_nothing_later_runs(fake_project: Path) -> None:
+    state = genpipe_pipeline(
+        project_dir=str(fake_project),
+        overrides=["validate.min_rows.train=100000"],
+        return_state=True,
+    )
+
+    assert state.is_failed()
+    assert "data validation failed, so no later stage ran" in state.message
+    with pytest.raises(Exception, match="expectation failed"):
+        state.result()
+    assert trace(fake_project, "validate")
+    for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate", "register"):
+        assert trace(fake_project, stage) == [], stage
+
+
+def test_invalid_override_fails_before_any_stage(fake_project: Path) -> None:
+    before = (fake_project / "params.yaml").read_text()
+
+    state = genpipe_pipeline(
+        project_dir=str(fake_project), overrides=["vae.epochs=-3"], return_state=True
+    )
+
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"vae\.epochs: Input should be greater than 0"):
+        state.result()
+    assert (fake_project / "params.yaml").read_text() == before
+    assert not (fake_project / "trace").exists()
+
+
+def test_stage_timeout_stops_the_stage_and_fails_the_flow(fake_project: Path) -> None:
+    (fake_project / "download_hangs").touch()
+
+    t0 = time.perf_counter()
+    state = genpipe_pipeline(
+        project_dir=str(fake_project),
+        stage_timeouts={"download": 3},
+        download_retries=0,
+        return_state=True,
+    )
+
+    assert state.is_failed()
+    assert time.perf_counter() - t0 < 60
+    with pytest.raises(Exception, match="stage 'download' timed out after 3 s"):
+        state.result()
+    [record] = trace(fake_project, "download")  # started, never finished
+    assert not _alive(record["pid"])  # the stage command was stopped, not only DVC
+
+
+def _alive(pid: int) -> bool:
+    import psutil  # a DVC dependency
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_cli_reports_a_bad_override_and_exits_2(
+    fake_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--project", str(fake_project), "-S", "vae.epoch=2"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "genpipe pipeline: error:" in err and "Could not override 'vae.epoch'" in err

@@ -1,0 +1,52 @@
+"""The run summary is built from the files dvc.yaml names, whatever is present."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from pipelines.dvc_runner import StageResult
+from pipelines.run_summary import collect, flatten, metrics_table, render_markdown
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_flatten_names_nested_metrics_like_dvc() -> None:
+    nested = {"generation": {"gan": {"fd": 0.5, "ci": [0.4, 0.6]}}, "ok": True}
+
+    assert flatten(nested) == {
+        "generation.gan.fd": 0.5,
+        "generation.gan.ci": "[0.4, 0.6]",
+        "ok": True,
+    }
+
+
+def test_summary_of_a_partial_run(tmp_path: Path) -> None:
+    """Only the evaluator has run: its metrics and run id appear, the rest is said to be absent."""
+    shutil.copy(HERE / "fake_dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "data/metrics").mkdir(parents=True)
+    (tmp_path / "data/metrics/evaluator.json").write_text(json.dumps({"test_accuracy": 0.975}))
+    (tmp_path / "data/models/evaluator").mkdir(parents=True)
+    (tmp_path / "data/models/evaluator/run.json").write_text(
+        json.dumps({"run_id": "abc123", "experiment_name": "genpipe-digits"})
+    )
+    results = [StageResult("train_evaluator", "ran", 100.0, 112.5, "")]
+
+    outputs = collect(tmp_path)
+    markdown = render_markdown("flow-run-1", results, outputs, ["evaluator.epochs=1"])
+
+    assert metrics_table(outputs) == [
+        {
+            "stage": "train_evaluator",
+            "file": "data/metrics/evaluator.json",
+            "metric": "test_accuracy",
+            "value": 0.975,
+        }
+    ]
+    assert "| train_evaluator | ran | 12.5 |" in markdown
+    assert "| train_evaluator | test_accuracy | 0.975 |" in markdown
+    assert "| train_evaluator | abc123 | genpipe-digits |" in markdown
+    assert "The register stage wrote no decision." in markdown
+    assert "`evaluator.epochs=1`" in markdown
+    assert "tags.\"genpipe.pipeline_run_id\" = 'flow-run-1'" in markdown

@@ -1,0 +1,170 @@
+"""Registry fixtures: tiny real models, a report.json writer, and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import venv_bin
+
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture
+def tiny_models(tmp_path: Path) -> dict[str, Path]:
+    """data/models/{vae,gan} with a tiny untrained VAE and generator (8x8 digits shape)."""
+    from genpipe.config import GANConfig, VAEConfig
+    from genpipe.models import save_model
+    from genpipe.models.gan import Generator
+    from genpipe.models.vae import VAE
+
+    torch.manual_seed(0)
+    dirs = {"vae": tmp_path / "models" / "vae", "gan": tmp_path / "models" / "gan"}
+    save_model(
+        dirs["vae"] / "model.pt", VAE(VAEConfig(latent_dim=4, base_channels=4), SHAPE), "vae"
+    )
+    gen = Generator(GANConfig(latent_dim=4, base_channels=4), SHAPE).eval()
+    save_model(dirs["gan"] / "snapshots" / "epoch_0002.pt", gen, "generator")
+    save_model(dirs["gan"] / "model.pt", gen, "generator")
+    for family, folder in dirs.items():
+        (folder / "run.json").write_text(
+            json.dumps({"run_id": f"run-{family}", "experiment_id": "0"})
+        )
+    return dirs
+
+
+def metric(value: float, half_width: float | None = 0.1) -> dict:
+    ci = None if half_width is None else [value - half_width, value + half_width]
+    return {"value": value, "ci": ci}
+
+
+def make_report(
+    models: dict[str, Path],
+    fd: dict[str, float],
+    psnr: dict[str, float],
+    protocol_hash: str = "proto-1",
+    half_width: float | None = 0.1,
+) -> dict:
+    """A report.json in the evaluate contract (docs/ARCHITECTURE.md) with chosen numbers."""
+    methods = {"vae": "vae_amortised", "gan": "gan_latent_search"}
+    return {
+        "protocol_hash": protocol_hash,
+        "protocol": {},
+        "data_hash": "data-1",
+        "evaluator_hash": "eval-1",
+        "models": {
+            "vae": {"checkpoint": str(models["vae"] / "model.pt"), "run_id": "run-vae"},
+            "gan": {
+                "checkpoint": str(models["gan"] / "snapshots" / "epoch_0002.pt"),
+                "run_id": "run-gan",
+                "selected_snapshot": "epoch_0002.pt",
+            },
+        },
+        "generation": {
+            fam: {"fd": metric(fd[fam], half_width), "kid": metric(0.01, half_width)}
+            for fam in ("vae", "gan")
+        }
+        | {"real": {"fd": metric(0.0, half_width)}},
+        "restoration": {
+            fam: {
+                "best_method": methods[fam],
+                "methods": {
+                    methods[fam]: {
+                        "mean": {"psnr": metric(psnr[fam], half_width), "ssim": metric(0.5)}
+                    },
+                    "worse_method": {"mean": {"psnr": metric(psnr[fam] - 5, half_width)}},
+                },
+            }
+            for fam in ("vae", "gan")
+        },
+    }
+
+
+@pytest.fixture
+def write_report(tmp_path: Path, tiny_models: dict[str, Path]) -> Callable[..., Path]:
+    """Factory: write a report.json for the tiny models; returns its path."""
+    counter = iter(range(1000))
+
+    def write(**kwargs: object) -> Path:
+        path = tmp_path / "eval" / f"report{next(counter)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(make_report(tiny_models, **kwargs)))  # type: ignore[arg-type]
+        return path
+
+    return write
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process serving {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+def start_process(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    full_env = (
+        os.environ | {"PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"} | (env or {})
+    )
+    with open(log, "wb") as fh:
+        return subprocess.Popen(
+            args, stdout=fh, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, local artifact root) on 127.0.0.1; yields its URL."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    args = [
+        str(venv_bin() / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    proc = start_process(args, root / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=90, proc=proc)
+    except Exception:
+        stop_group(proc)
+        raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
+    yield url
+    stop_group(proc)

@@ -1,0 +1,69 @@
+"""Device and precision selection, decided from fake hardware so it runs on any CPU box."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genpipe.config import TrainConfig
+from genpipe.training import device
+from genpipe.training.device import Available, DeviceError
+
+CPU_ONLY = Available(cuda=False, mps=False, bf16=False)
+MAC = Available(cuda=False, mps=True, bf16=False)
+AMPERE = Available(cuda=True, mps=False, bf16=True)
+OLD_GPU = Available(cuda=True, mps=False, bf16=False)
+
+
+@pytest.mark.parametrize(
+    ("available", "expected"), [(CPU_ONLY, "cpu"), (MAC, "mps"), (AMPERE, "cuda"), (OLD_GPU, "cuda")]
+)
+def test_auto_prefers_cuda_then_mps_then_cpu(available: Available, expected: str) -> None:
+    assert device.select_device("auto", available).type == expected
+
+
+@pytest.mark.parametrize(("requested", "available"), [("cuda", CPU_ONLY), ("cuda", MAC), ("mps", AMPERE)])
+def test_unavailable_explicit_device_is_a_clear_error(requested: str, available: Available) -> None:
+    with pytest.raises(DeviceError, match=f"train.device is '{requested}'"):
+        device.select_device(requested, available)
+
+
+def test_auto_precision_is_bf16_only_on_capable_cuda() -> None:
+    cuda, cpu, mps = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
+    assert device.select_precision("auto", cuda, AMPERE) is torch.bfloat16
+    assert device.select_precision("auto", cuda, OLD_GPU) is None
+    assert device.select_precision("auto", cpu, AMPERE) is None
+    assert device.select_precision("auto", mps, MAC) is None
+    assert device.select_precision("fp32", cuda, AMPERE) is None
+    assert device.select_precision("bf16", cpu, CPU_ONLY) is torch.bfloat16
+    with pytest.raises(DeviceError, match="lacks bf16"):
+        device.select_precision("bf16", cuda, OLD_GPU)
+
+
+def test_resolve_turns_on_tf32_and_compile_only_where_asked() -> None:
+    gpu = device.resolve(TrainConfig(compile=True), AMPERE)
+    assert (gpu.name, gpu.amp_dtype, gpu.tf32, gpu.compile) == ("cuda", torch.bfloat16, True, True)
+    cpu = device.resolve(TrainConfig(), CPU_ONLY)
+    assert (cpu.name, cpu.amp_dtype, cpu.tf32, cpu.compile) == ("cpu", None, False, False)
+
+
+def test_cpu_threads_auto_uses_one_thread_for_small_images() -> None:
+    assert device.cpu_threads(0, (1, 8, 8), default=2) == 1
+    assert device.cpu_threads(0, (1, 28, 28), default=2) == 2
+    assert device.cpu_threads(3, (1, 8, 8), default=2) == 3
+
+
+def test_activated_restores_process_settings() -> None:
+    before = torch.get_num_threads()
+    runtime = device.resolve(TrainConfig(device="cpu"), CPU_ONLY)
+    with device.activated(runtime, threads=1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_real_detection_on_this_machine_resolves() -> None:
+    runtime = device.resolve(TrainConfig())
+    assert runtime.device.type in {"cpu", "cuda", "mps"}
+    x = torch.ones(2, device=runtime.device)
+    with runtime.autocast():
+        assert float((x * 2).sum()) == 4.0
