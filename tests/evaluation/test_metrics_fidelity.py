@@ -71,6 +71,12 @@ def test_fd_of_mean_shift_is_squared_shift() -> None:
     assert frechet_distance(real, real + shift) == pytest.approx(float(shift @ shift), rel=1e-9)
 
 
+def test_fd_keeps_its_digits_when_feature_means_dwarf_their_spread() -> None:
+    real = _features(500, 16, seed=17) + 1000.0  # one-pass covariance: mean 1000x the std
+    shift = torch.full((16,), 0.5, dtype=torch.float64)
+    assert frechet_distance(real, real + shift) == pytest.approx(16 * 0.25, rel=1e-6)
+
+
 def test_fd_with_fewer_samples_than_features_uses_the_singular_path() -> None:
     real = _features(10, 16, seed=16)  # rank-9 covariance: no Cholesky factor exists
     shift = torch.full((16,), 0.5, dtype=torch.float64)
@@ -167,5 +173,11 @@ def test_metrics_reject_unusable_inputs() -> None:
         frechet_distance(x[:1], x)
     with pytest.raises(MetricInputError, match="width"):
         frechet_distance(x, x[:, :3])
+    broken = x.clone()
+    broken[3, 1] = float("nan")
+    with pytest.raises(MetricInputError, match="fake: features contain NaN"):
+        frechet_distance(x, broken)
+    with pytest.raises(MetricInputError, match="NaN"):
+        kernel_inception_distance(broken, x, subset_size=5, subsets=1)
     with pytest.raises(MetricInputError, match="kid_subset_size"):
         kernel_inception_distance(x, x, subset_size=1, subsets=3)

@@ -47,7 +47,7 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int = 256) -> dict[
     least one fake ball; density: mean number of real balls holding a fake, over k; coverage:
     share of real balls holding at least one fake. Comparisons are strict (<), as published.
     `chunk_size` rows at a time: 256 keeps each [chunk, N] block near the CPU caches and measured
-    ~1.7x faster than 2048 at n = 10,000 (benchmarks/metrics.py).
+    ~1.5x less CPU time than 2048 at n = 10,000 (single thread, benchmarks/metrics.py).
     """
     if k < 1 or chunk_size < 1:
         raise MetricInputError(
