@@ -59,7 +59,8 @@ clean:
 # in the project. Start the server and the worker in their own terminals; the API URL is
 # http://127.0.0.1:$(PREFECT_PORT)/api. FLOW_ARGS takes -S key=value overrides, as dvc exp run -S.
 PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
-PREFECT_POOL ?= genpipe-process  # the work pool named in prefect.yaml
+# the work pool named in prefect.yaml
+PREFECT_POOL ?= genpipe-process
 FLOW_ARGS ?=
 RUN_PARAMS ?=
 
@@ -73,14 +74,15 @@ flow: $(STAMP)
 prefect-server: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-## The process work pool the deployments in prefect.yaml use.
+## The process work pool the deployments in prefect.yaml use; one flow run at a time, because two
+## runs on one checkout would collide on DVC's locks.
 prefect-pool: $(STAMP)
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create $(PREFECT_POOL) --type process --overwrite
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool set-concurrency-limit $(PREFECT_POOL) 1
 
-## Register the deployments of prefect.yaml (genpipe, and genpipe-weekly, paused): `prefect deploy --all`
-## through pipelines/prefect_cli.py, which works around a Prefect 3.8 / fastapi 0.154 mismatch.
+## Register the deployments of prefect.yaml (genpipe, and genpipe-weekly, paused).
 prefect-deploy: $(STAMP)
-	PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m pipelines.prefect_cli --no-prompt deploy --all
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect --no-prompt deploy --all
 
 ## A worker that runs flow runs from the pool (foreground).
 prefect-worker: $(STAMP)

@@ -78,7 +78,25 @@ def collect(project: Path) -> PipelineOutputs:
                 )
             if name == DECISION_STAGE and rel.endswith(".md") and (project / rel).is_file():
                 decisions.append((project / rel).read_text().strip())
+    runs += [
+        RunRecord(m["stage"], str(m["value"]), "")
+        for m in metrics
+        if m["metric"].endswith("run_id") and m["value"]
+    ]
     return PipelineOutputs(metrics, runs, "\n\n".join(decisions))
+
+
+def headline(outputs: PipelineOutputs) -> list[dict[str, Any]]:
+    """Metrics worth reading in the summary: no CI bounds, no copy of the decision's fields.
+
+    The table artifact keeps every row; the decision already has its own section.
+    """
+    return [
+        m
+        for m in outputs.metrics
+        if not m["metric"].endswith(("_ci_low", "_ci_high"))
+        and not (m["stage"] == DECISION_STAGE and outputs.decisions)
+    ]
 
 
 def _cell(value: Any) -> str:
@@ -111,14 +129,18 @@ def render_markdown(
         _table(["stage", "DVC", "seconds"], ((r.stage, r.outcome, r.seconds) for r in results)),
     ]
     parts.append("## Metrics")
-    parts.append(
-        _table(
-            ["stage", "metric", "value"],
-            ((m["stage"], m["metric"], m["value"]) for m in outputs.metrics),
+    shown = headline(outputs)
+    if shown:
+        parts.append(
+            _table(
+                ["stage", "metric", "value"], ((m["stage"], m["metric"], m["value"]) for m in shown)
+            )
         )
-        if outputs.metrics
-        else "No metrics files were found."
-    )
+        parts.append(
+            "Every metric, CI bounds included, is in the `genpipe-metrics` table artifact."
+        )
+    else:
+        parts.append("No metrics files were found.")
     parts += [
         "## Promotion decisions",
         outputs.decisions or "The register stage wrote no decision.",

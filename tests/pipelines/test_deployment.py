@@ -91,11 +91,10 @@ def _deploy_and_run(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     prefect = str(venv_bin() / "prefect")
-    # `prefect deploy` through pipelines.prefect_cli, as `make prefect-deploy` runs it (see there)
-    deploy = [str(venv_bin() / "python"), "-m", "pipelines.prefect_cli"]
     for cmd in (
         [prefect, "work-pool", "create", POOL, "--type", "process"],
-        [*deploy, "--no-prompt", "deploy", "--all"],
+        [prefect, "work-pool", "set-concurrency-limit", POOL, "1"],
+        [prefect, "--no-prompt", "deploy", "--all"],
     ):
         done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}\n{done.stderr}"

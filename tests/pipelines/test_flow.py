@@ -40,10 +40,10 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     """One project through three runs; each step checks what the previous one left behind."""
     (fake_project / "download_failures").write_text("1")  # the first download attempt fails
 
-    # 1. a full run: slow enough training (3 s each) to see whether VAE and GAN overlap
+    # 1. a full run: slow enough training (5 s each) to see whether VAE and GAN overlap
     state = genpipe_pipeline(
         project_dir=str(fake_project),
-        overrides={"vae.epochs": 300, "gan.epochs": 300},
+        overrides={"vae.epochs": 500, "gan.epochs": 500},
         download_retry_delay_seconds=0.1,
         return_state=True,
     )
@@ -52,14 +52,14 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     result = state.result()
     run_id = str(state.state_details.flow_run_id)
     assert result["pipeline_run_id"] == run_id
-    assert result["overrides"] == ["vae.epochs=300", "gan.epochs=300"]
+    assert result["overrides"] == ["vae.epochs=500", "gan.epochs=500"]
     assert _outcomes(result) == dict.fromkeys(STAGES, "ran")
     assert len(trace(fake_project, "download")) == 3  # failed start, retried start, end
     for stage in STAGES:
         assert {r["run_id"] for r in trace(fake_project, stage)} == {run_id}, stage
     vae, gan = (trace(fake_project, s)[-1] for s in ("train_vae", "train_gan"))
     overlap = min(vae["end"], gan["end"]) - max(vae["start"], gan["start"])
-    print(f"VAE/GAN stage commands overlapped {overlap:.1f} s of 3.0 s each")
+    print(f"VAE/GAN stage commands overlapped {overlap:.1f} s of 5.0 s each")
     assert overlap > 1.0  # DVC releases its repo lock while a stage command runs
 
     artifacts = _artifacts(run_id)

@@ -50,3 +50,24 @@ def test_summary_of_a_partial_run(tmp_path: Path) -> None:
     assert "The register stage wrote no decision." in markdown
     assert "`evaluator.epochs=1`" in markdown
     assert "tags.\"genpipe.pipeline_run_id\" = 'flow-run-1'" in markdown
+
+
+def test_summary_keeps_headlines_and_lists_decision_run_ids(tmp_path: Path) -> None:
+    shutil.copy(HERE / "fake_dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "data/metrics").mkdir(parents=True)
+    (tmp_path / "data/register").mkdir(parents=True)
+    evaluate = {"generation": {"gan": {"fd": 0.5, "fd_ci_low": 0.4}}}
+    (tmp_path / "data/metrics/evaluate.json").write_text(json.dumps(evaluate))
+    decision = {"register_run_id": "r42", "tasks": {"generation": {"winner": "gan"}}}
+    (tmp_path / "data/register/decision.json").write_text(json.dumps(decision))
+    (tmp_path / "data/register/decision.md").write_text("gan wins generation\n")
+
+    outputs = collect(tmp_path)
+    markdown = render_markdown("run-2", [], outputs)
+
+    assert "| evaluate | generation.gan.fd | 0.5 |" in markdown
+    assert "fd_ci_low" not in markdown  # in the table artifact only
+    assert "generation.gan.fd_ci_low" in {row["metric"] for row in metrics_table(outputs)}
+    assert "tasks.generation.winner" not in markdown  # the decision section says it
+    assert "gan wins generation" in markdown
+    assert "| register | r42 |  |" in markdown
