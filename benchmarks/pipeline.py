@@ -30,7 +30,9 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        sys.exit(
+            f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
     return elapsed, out.stdout
 
 
@@ -53,7 +55,9 @@ def main() -> None:
         }
         dvc = [str(BIN / "dvc"), "repro"]
         cold, out = timed(dvc, project, env)
-        print(f"cold dvc repro:        {cold:7.1f} s   stages run: {len(stages_run(out))}   (goal <= 180 s)")
+        print(
+            f"cold dvc repro:        {cold:7.1f} s   stages run: {len(stages_run(out))}   (goal <= 180 s)"
+        )
         noop = min(timed(dvc, project, env)[0] for _ in range(3))
         print(f"no-op dvc repro:       {noop:7.2f} s   (best of 3; goal <= 2 s)")
 
@@ -64,12 +68,16 @@ def main() -> None:
         incr, out = timed(dvc, project, env)
         rerun = stages_run(out)
         assert rerun == {"train_gan", "evaluate", "register"}, f"unexpected reruns: {sorted(rerun)}"
-        print(f"after gan.lr change:   {incr:7.1f} s   reran: {', '.join(sorted(rerun))}  ({incr / cold:.2f}x cold)")
+        print(
+            f"after gan.lr change:   {incr:7.1f} s   reran: {', '.join(sorted(rerun))}  ({incr / cold:.2f}x cold)"
+        )
 
         if args.flow:
             flow = [str(BIN / "python"), "-m", "pipelines.genpipe_flow"]
             flow_noop, _ = timed(flow, project, env)
-            print(f"Prefect flow no-op:    {flow_noop:7.2f} s   ({flow_noop / noop:.1f}x the dvc no-op)")
+            print(
+                f"Prefect flow no-op:    {flow_noop:7.2f} s   ({flow_noop / noop:.1f}x the dvc no-op)"
+            )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ MLFLOW_TRACKING_URI (default: the project's SQLite store); names come from param
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,7 +98,7 @@ def _read_image(path: Path, shape: list[int]) -> np.ndarray:
     except (FileNotFoundError, UnidentifiedImageError) as exc:
         raise GenpipeError(f"{path}: cannot read an image ({exc})") from None
     if img.size != (w, h):
-        logging.getLogger(__name__).warning("%s is %sx%s; resizing to %sx%s", path, *img.size, w, h)
+        typer.echo(f"note: {path} is {img.size[0]}x{img.size[1]}; resized to {w}x{h}", err=True)
         img = img.resize((w, h), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float64) / 255.0
     return (arr[None] if c == 1 else arr.transpose(2, 0, 1)).reshape(-1)

@@ -19,7 +19,11 @@ LIKELIHOODS = ["bernoulli", "continuous_bernoulli", "gaussian"]
 CASES = [(s, "bernoulli") for s in SHAPES] + [((1, 8, 8), lik) for lik in LIKELIHOODS[1:]]
 
 
-@pytest.mark.parametrize(("shape", "likelihood"), CASES, ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c)
+@pytest.mark.parametrize(
+    ("shape", "likelihood"),
+    CASES,
+    ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c,
+)
 def test_vae_structured_output(shape: tuple[int, int, int], likelihood: str) -> None:
     torch.manual_seed(0)
     vae = VAE(VAEConfig(latent_dim=5, base_channels=8, likelihood=likelihood), shape)
@@ -28,14 +32,14 @@ def test_vae_structured_output(shape: tuple[int, int, int], likelihood: str) -> 
     assert isinstance(out, VAEOutput)
     assert out.loss.shape == out.recon_loss.shape == out.kl.shape == ()
     assert out.recon.shape == x.shape
-    assert 0 <= float(out.recon.detach().min()) and float(out.recon.detach().max()) <= 1
+    assert float(out.recon.detach().min()) >= 0 and float(out.recon.detach().max()) <= 1
     assert out.z.shape == out.mu.shape == out.logvar.shape == (3, 5)
     assert float(out.kl.detach()) >= 0
     expected = out.recon_loss + vae.config.beta * 0.5 * out.kl
     assert torch.allclose(out.loss, expected)
     out.loss.backward()  # differentiable end to end
     assert all(p.grad is not None for p in vae.parameters() if p.requires_grad)
-    mu, logvar = vae.encode(x)
+    mu, _ = vae.encode(x)
     assert vae.decode(mu).shape == x.shape
     assert vae.reconstruct(x).shape == x.shape
     assert vae.sample(4, torch.Generator().manual_seed(0)).shape == (4, *shape)
@@ -49,7 +53,7 @@ def test_gan_shapes_and_ranges(shape: tuple[int, int, int], spectral_norm: bool)
     g, d = Generator(config, shape), Discriminator(config, shape)
     fake = g(torch.randn(3, 6)).detach()
     assert fake.shape == (3, *shape)
-    assert 0 <= float(fake.min()) and float(fake.max()) <= 1
+    assert float(fake.min()) >= 0 and float(fake.max()) <= 1
     g.eval()
     assert torch.equal(g.decode(torch.zeros(2, 6)), g(torch.zeros(2, 6)))
     assert d(fake).shape == (3,)

@@ -159,7 +159,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--artifacts-destination", str(root / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    proc = start_process(args, root / "server.log")
+    # no GenAI job runner: it forks seven huey consumers, far too many for a 2-core box
+    proc = start_process(
+        args, root / "server.log", env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", timeout=90, proc=proc)

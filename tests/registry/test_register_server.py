@@ -35,6 +35,7 @@ def stage_argv(params: Path, report: Path, models: dict[str, Path], out: Path) -
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_register_over_http(
     mlflow_server: str,
     tmp_path: Path,

@@ -16,13 +16,16 @@ OLD_GPU = Available(cuda=True, mps=False, bf16=False)
 
 
 @pytest.mark.parametrize(
-    ("available", "expected"), [(CPU_ONLY, "cpu"), (MAC, "mps"), (AMPERE, "cuda"), (OLD_GPU, "cuda")]
+    ("available", "expected"),
+    [(CPU_ONLY, "cpu"), (MAC, "mps"), (AMPERE, "cuda"), (OLD_GPU, "cuda")],
 )
 def test_auto_prefers_cuda_then_mps_then_cpu(available: Available, expected: str) -> None:
     assert device.select_device("auto", available).type == expected
 
 
-@pytest.mark.parametrize(("requested", "available"), [("cuda", CPU_ONLY), ("cuda", MAC), ("mps", AMPERE)])
+@pytest.mark.parametrize(
+    ("requested", "available"), [("cuda", CPU_ONLY), ("cuda", MAC), ("mps", AMPERE)]
+)
 def test_unavailable_explicit_device_is_a_clear_error(requested: str, available: Available) -> None:
     with pytest.raises(DeviceError, match=f"train.device is '{requested}'"):
         device.select_device(requested, available)

@@ -36,7 +36,7 @@ def _assert_identical(a: TrainPaths, b: TrainPaths) -> None:
 def test_killed_then_resumed_equals_uninterrupted(
     model: str, train_paths: Callable[[str], TrainPaths]
 ) -> None:
-    params = tiny_params(train={"checkpoint_every": 2})
+    params = tiny_params(train={"checkpoint_every": 2}, vae={"epochs": 4})
     straight = train_paths("straight")
     full = train(model, params, straight)
     assert full.finished
@@ -45,7 +45,11 @@ def test_killed_then_resumed_equals_uninterrupted(
     # Killed after epoch 3: the last checkpoint is from epoch 2, so epoch 3 is redone.
     partial = train(model, params, crashed, stop_after=3)
     assert not partial.finished and checkpoint.load(crashed.checkpoints / "last.pt")["epoch"] == 2
-    resumed = train(model, tiny_params(train={"checkpoint_every": 2, "resume": True}), crashed)
+    resumed = train(
+        model,
+        tiny_params(train={"checkpoint_every": 2, "resume": True}, vae={"epochs": 4}),
+        crashed,
+    )
     assert resumed.finished and resumed.epoch == full.epoch
     assert resumed.run_id == partial.run_id  # the crashed MLflow run is continued
     _assert_identical(straight, crashed)
@@ -54,7 +58,9 @@ def test_killed_then_resumed_equals_uninterrupted(
     assert len(history) == 1 + full.epoch  # header + one row per epoch, no duplicates
 
 
-def test_same_seed_same_weights_and_other_seed_differs(train_paths: Callable[[str], TrainPaths]) -> None:
+def test_same_seed_same_weights_and_other_seed_differs(
+    train_paths: Callable[[str], TrainPaths],
+) -> None:
     params = tiny_params(vae={"epochs": 1})
     a, b, c = train_paths("a"), train_paths("b"), train_paths("c")
     train("vae", params, a)
@@ -76,5 +82,5 @@ def test_resume_refuses_a_corrupt_checkpoint(train_paths: Callable[[str], TrainP
     paths = train_paths("run")
     paths.checkpoints.mkdir(parents=True)
     (paths.checkpoints / "last.pt").write_bytes(b"not a zip")
-    with pytest.raises(checkpoint.ResumeError, match="last.pt: unreadable"):
+    with pytest.raises(checkpoint.ResumeError, match=r"last\.pt: unreadable"):
         train("vae", tiny_params(train={"resume": True}), paths)

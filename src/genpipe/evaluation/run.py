@@ -102,6 +102,7 @@ def evaluate_models(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     data = load_prepared(paths.prepared)
+    runs = {"vae": read_run(paths.vae), "gan": read_run(paths.gan)}  # fail before the work
     evaluator, evaluator_record = _load(paths.evaluator / "model.pt", "classifier", device)
     vae, _ = _load(paths.vae / "model.pt", "vae", device)
     for name, model in (("vae", vae), ("evaluator", evaluator)):
@@ -167,7 +168,14 @@ def evaluate_models(
     seconds["restoration"] = time.perf_counter() - start
 
     report = build_report(
-        paths, config, data, evaluator_hash, candidates[selected], selected, generation, results
+        paths,
+        config,
+        data,
+        evaluator_hash,
+        runs,
+        (candidates[selected], selected),
+        generation,
+        results,
     )
     report["protocol"].update(n_restore=len(idx), n_samples=n, n_reference=len(data.test))
     flat = flat_metrics(report)
@@ -180,8 +188,8 @@ def build_report(
     config: EvaluateConfig,
     data: PreparedData,
     evaluator_hash: str,
-    gan_checkpoint: Path,
-    selected: str,
+    runs: dict[str, dict[str, str]],
+    gan_selection: tuple[Path, str],
     generation: dict[str, Any],
     results: list[CorruptionResult],
 ) -> dict[str, Any]:
@@ -199,14 +207,11 @@ def build_report(
         "data_hash": data.data_hash,
         "evaluator_hash": evaluator_hash,
         "models": {
-            "vae": {
-                "checkpoint": str(paths.vae / "model.pt"),
-                "run_id": read_run(paths.vae).get("run_id"),
-            },
+            "vae": {"checkpoint": str(paths.vae / "model.pt"), "run_id": runs["vae"].get("run_id")},
             "gan": {
-                "checkpoint": str(gan_checkpoint),
-                "run_id": read_run(paths.gan).get("run_id"),
-                "selected_snapshot": selected,
+                "checkpoint": str(gan_selection[0]),
+                "run_id": runs["gan"].get("run_id"),
+                "selected_snapshot": gan_selection[1],
             },
         },
         "generation": generation,

@@ -88,12 +88,12 @@ def model_lock(name: str, ttl: float = 120.0, timeout: float = 180.0) -> Iterato
         except MlflowException as exc:
             if not _exists_error(exc):
                 raise
-        _break_if_stale(client, lock)
+        if _holder_or_break_stale(client, lock) == owner:  # our create landed; its reply was lost
+            break
         if time.monotonic() > deadline:
             raise RegistryError(
                 f"registered model {lock!r} is held by another register run for over "
-                f"{timeout:.0f}s; "
-                f"if no run is active, delete {lock!r} in the MLflow UI and retry"
+                f"{timeout:.0f}s; if no run is active, delete {lock!r} in the MLflow UI and retry"
             )
         time.sleep(0.1 + random.random() * 0.3)
     log.debug("acquired %s as %s", lock, owner)
@@ -106,19 +106,22 @@ def model_lock(name: str, ttl: float = 120.0, timeout: float = 180.0) -> Iterato
                 client.delete_registered_model(lock)
 
 
-def _break_if_stale(client: Any, lock: str) -> None:
+def _holder_or_break_stale(client: Any, lock: str) -> str | None:
+    """The lock's owner; a lock past its expiry (its holder crashed) is deleted instead."""
     from mlflow.exceptions import MlflowException
 
     try:
         held = client.get_registered_model(lock)
     except MlflowException as exc:
         if _missing_error(exc):
-            return
+            return None
         raise
     if float(held.tags.get(EXPIRES_TAG, 0)) < time.time():
         log.warning("breaking stale lock %s held by %s", lock, held.tags.get(OWNER_TAG))
         with contextlib.suppress(MlflowException):
             client.delete_registered_model(lock)
+        return None
+    return held.tags.get(OWNER_TAG)
 
 
 def register_version(name: str, model_uri: str, tags: Mapping[str, Any], description: str) -> str:

@@ -68,7 +68,7 @@ def version_tags(job: RegisterJob, d: TaskDecision, settings: Any) -> dict[str, 
         "genpipe.data_hash": str(job.report.get("data_hash", "")),
         "genpipe.git_commit": git_commit(),
         "genpipe.pipeline_run_id": settings.pipeline_run_id or "none",
-        "genpipe.train_run_id": str(entry.get("run_id", "")),
+        "genpipe.train_run_id": str(entry.get("run_id") or ""),
     }
 
 

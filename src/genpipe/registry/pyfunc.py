@@ -90,7 +90,7 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
                 chosen = [masks[i] for i in rows.tolist()]
                 mask = torch.from_numpy(_stack(chosen, pixels, "mask")).view(batch.shape).round()
             out = restore_images(self.model, batch, mask, self.method, self.search, self.seed)
-            restored[rows] = out.clamp(0, 1).reshape(len(rows), -1)
+            restored[rows] = out.detach().clamp(0, 1).reshape(len(rows), -1)
         return pd.DataFrame({"restored": list(restored.numpy().astype(np.float64))})
 
 

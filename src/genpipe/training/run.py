@@ -18,7 +18,7 @@ from genpipe import io, tracking
 from genpipe.config import Params
 from genpipe.data.dataset import PreparedData, load_prepared
 from genpipe.models.checkpoint import save_model
-from genpipe.training import device, loop
+from genpipe.training import checkpoint, device, loop
 from genpipe.training.data import Batches
 from genpipe.training.gan import GANTask
 from genpipe.training.reporting import MlflowReporter, save_grid
@@ -121,7 +121,9 @@ def train(
         "genpipe.data_hash": data.data_hash,
         "genpipe.device": runtime.name,
     }
-    threads = device.cpu_threads(params.train.cpu_threads, data.image_shape, torch.get_num_threads())
+    threads = device.cpu_threads(
+        params.train.cpu_threads, data.image_shape, torch.get_num_threads()
+    )
     with (
         device.activated(runtime, threads),
         tracking.tracked_run(
@@ -129,15 +131,23 @@ def train(
         ) as run,
     ):
         state.run_id = run.info.run_id
-        state = loop.fit(
-            task,
-            batches,
-            val_x,
-            schedule,
-            state,
-            reporter,
-            lambda s: loop.save(task, last, config, s, generators),
-        )
+        try:
+            state = loop.fit(
+                task,
+                batches,
+                val_x,
+                schedule,
+                state,
+                reporter,
+                lambda s: loop.save(task, last, config, s, generators),
+            )
+        except loop.DivergenceError as exc:
+            kept = "no checkpoint (none was due yet)"
+            if last.exists():
+                kept = f"{last} (epoch {checkpoint.load(last)['epoch']})"
+            raise loop.DivergenceError(
+                f"{exc}. Training stopped; kept {kept}. Lower {model}.lr or check the data."
+            ) from None
         metrics = {
             k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "epoch"
         }
