@@ -18,11 +18,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 
 
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store whose schema is created once per session (migrations are slow)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def isolated_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own MLflow SQLite store, artifact root and PREFECT_HOME."""
+def isolated_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_mlflow_db: Path) -> Path:
+    """Every test gets its own MLflow SQLite store (a copy of the migrated empty one), artifact
+    root and PREFECT_HOME."""
     store = tmp_path / "stores"
     store.mkdir()
+    shutil.copy(migrated_mlflow_db, store / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.setenv("GENPIPE_ARTIFACT_ROOT", str(store / "artifacts"))
     monkeypatch.setenv("PREFECT_HOME", str(store / "prefect"))

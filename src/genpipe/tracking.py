@@ -31,11 +31,26 @@ def configure_mlflow() -> str:
     settings = get_settings()
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store(uri)
     elif uri.startswith(("http://", "https://")):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create (migrate) a new SQLite store under a file lock: MLflow's schema migration crashes
+    when two processes (e.g. concurrent training stages) create the same store at once."""
+    import mlflow
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        if not db.exists() or db.stat().st_size == 0:
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,22 +40,6 @@ def train_paths(tmp_path: Path, digits_prepared: Path) -> Callable[[str], TrainP
         return TrainPaths(digits_prepared, root / "model", root / "checkpoints", root / "plots.csv")
 
     return make
-
-
-@pytest.fixture(scope="session")
-def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store with its schema created once per session."""
-    import mlflow
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture(autouse=True)
-def prebuilt_store(isolated_stores: Path, migrated_mlflow_db: Path) -> None:
-    """Seed each test's isolated store with the migrated schema: saves seconds per test."""
-    shutil.copy(migrated_mlflow_db, isolated_stores / "mlflow.db")
 
 
 @pytest.fixture(autouse=True)
