@@ -44,12 +44,12 @@ format: $(STAMP)
 
 ## Browse runs, metrics, images and the model registry at http://127.0.0.1:$(MLFLOW_PORT)
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 ## A tracking server over HTTP on the same store (set MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) to use it).
 mlflow-server: $(STAMP)
-	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 clean:

@@ -12,10 +12,10 @@ from genpipe.config.base import Section
 class LatentSearchConfig(Section):
     """Restoration by optimising a latent code (CSGM, Yeh et al. 2017)."""
 
-    steps: PositiveInt = 200
-    restarts: PositiveInt = 4
-    lr: PositiveFloat = 0.05
-    prior_weight: float = Field(default=1e-3, ge=0)
+    steps: PositiveInt = 100
+    restarts: PositiveInt = 3
+    lr: PositiveFloat = 0.1
+    prior_weight: float = Field(default=1e-2, ge=0)
 
 
 class MaskConfig(Section):
@@ -35,7 +35,7 @@ class EvaluateConfig(Section):
     prdc_k: PositiveInt = 5
     noise_sigmas: list[PositiveFloat] = [0.1, 0.3, 0.5]
     masks: MaskConfig = MaskConfig()
-    n_restore: PositiveInt = 256
+    n_restore: PositiveInt = 128
     latent_search: LatentSearchConfig = LatentSearchConfig()
     ssim_window: PositiveInt = 3
     snapshot_selection_samples: PositiveInt = 500
