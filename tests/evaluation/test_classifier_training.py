@@ -27,7 +27,7 @@ def test_training_learns_digits_and_is_deterministic(digits_prepared: Path) -> N
     assert len(first.history) == 4 and 1 <= first.best_epoch <= 4
     same = first.model.state_dict()
     assert all(torch.equal(v, second.model.state_dict()[k]) for k, v in same.items())
-    with pytest.raises(EvaluatorAccuracyError, match="evaluator.min_test_accuracy"):
+    with pytest.raises(EvaluatorAccuracyError, match=r"evaluator\.min_test_accuracy"):
         check_accuracy(first, EvaluatorConfig(min_test_accuracy=1.0))
 
 

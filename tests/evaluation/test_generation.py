@@ -14,7 +14,13 @@ from genpipe.evaluation.generation import (
 
 def protocol(draws: int = 3) -> GenerationProtocol:
     return GenerationProtocol(
-        n_samples=60, draws=draws, kid_subset_size=1000, kid_subsets=3, prdc_k=5, bootstrap=50, seed=0
+        n_samples=60,
+        draws=draws,
+        kid_subset_size=1000,
+        kid_subsets=3,
+        prdc_k=5,
+        bootstrap=50,
+        seed=0,
     )
 
 
@@ -81,6 +87,10 @@ def test_snapshot_selection_picks_the_lowest_validation_fd(tiny_classifier, digi
     assert set(fds) == set(candidates) and fds["epoch_0002"] < fds["epoch_0001"]
     # Ties go to the later snapshot (further trained, same quality).
     tie, _ = select_snapshot(
-        {"epoch_0001": noise_sampler, "epoch_0003": noise_sampler}, tiny_classifier, validation, 100, 0
+        {"epoch_0001": noise_sampler, "epoch_0003": noise_sampler},
+        tiny_classifier,
+        validation,
+        100,
+        0,
     )
     assert tie == "epoch_0003"

@@ -71,7 +71,9 @@ def test_restoration_summary_follows_the_schema() -> None:
 def test_flat_metrics_have_readable_keys() -> None:
     stat = {"value": 1.5, "ci": [1.0, 2.0]}
     report = {
-        "generation": {s: {"fd": stat, "is": {"value": 3.0, "ci": None}} for s in ("vae", "gan", "real")},
+        "generation": {
+            s: {"fd": stat, "is": {"value": 3.0, "ci": None}} for s in ("vae", "gan", "real")
+        },
         "restoration": summarise_restoration(fake_results(), bootstrap=20, seed=0),
     }
     flat = flat_metrics(report)

@@ -17,7 +17,11 @@ def observed_error(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) 
 
 @pytest.mark.parametrize(
     ("method", "model"),
-    [("vae_amortised", "tiny_vae"), ("vae_latent_search", "tiny_vae"), ("gan_latent_search", "tiny_generator")],
+    [
+        ("vae_amortised", "tiny_vae"),
+        ("vae_latent_search", "tiny_vae"),
+        ("gan_latent_search", "tiny_generator"),
+    ],
 )
 def test_every_method_restores_inpainting_in_range(
     request: pytest.FixtureRequest, digits_test: torch.Tensor, method: str, model: str
@@ -42,7 +46,10 @@ def test_gan_latent_search_recovers_an_image_in_the_range(tiny_generator) -> Non
     start = latent_search(
         tiny_generator.decode, 4, target, None, search.model_copy(update={"steps": 1}), seed=1
     )
-    assert observed_error(restored, target, None).max() < 0.2 * observed_error(start, target, None).min()
+    assert (
+        observed_error(restored, target, None).max()
+        < 0.2 * observed_error(start, target, None).min()
+    )
 
 
 def test_latent_search_improves_on_the_vae_encoder_guess(tiny_vae, digits_test) -> None:
@@ -51,7 +58,9 @@ def test_latent_search_improves_on_the_vae_encoder_guess(tiny_vae, digits_test) 
     amortised = restore(tiny_vae, noisy, None, "vae_amortised", SEARCH)
     searched = restore(tiny_vae, noisy, None, "vae_latent_search", SEARCH)
     # Restart 0 starts at the encoder mean, so the best restart can only fit the input better.
-    assert torch.all(observed_error(searched, noisy, None) <= observed_error(amortised, noisy, None) + 1e-6)
+    assert torch.all(
+        observed_error(searched, noisy, None) <= observed_error(amortised, noisy, None) + 1e-6
+    )
 
 
 def test_batching_does_not_change_results(tiny_generator, digits_test) -> None:

@@ -203,6 +203,7 @@ def build_report(
             f"{config.draws} draws (generation) or over test images (restoration)",
             "snapshot_selection": "lowest FD against the validation split",
             "corruptions": [c.name for c in corruptions_from_config(config)],
+            "panel_rows": list(results[0].panel) if results else [],
         },
         "data_hash": data.data_hash,
         "evaluator_hash": evaluator_hash,
@@ -231,7 +232,10 @@ def write_outputs(evaluation: Evaluation, paths: EvaluatePaths) -> None:
     """report.json, flat metrics, DVC plot tables, restoration panels and sample grids."""
     out = paths.out
     io.write_json(out / "report.json", evaluation.report)
-    io.write_json(paths.metrics, evaluation.flat)
+    # The hash rides along so `dvc metrics diff` shows when two numbers are not comparable.
+    io.write_json(
+        paths.metrics, {"protocol_hash": evaluation.report["protocol_hash"], **evaluation.flat}
+    )
     io.write_text(out / "plots" / "restoration_psnr.csv", _csv(restoration_rows(evaluation.report)))
     io.write_text(out / "plots" / "generation.csv", _csv(generation_rows(evaluation.report)))
     for result in evaluation.restoration:
