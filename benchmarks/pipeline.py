@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from tests.conftest import copy_project
 
 BIN = Path(sys.executable).parent

@@ -29,7 +29,9 @@ def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_mlflow_db: Path) -> Path:
+def isolated_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_mlflow_db: Path
+) -> Path:
     """Every test gets its own MLflow SQLite store (a copy of the migrated empty one), artifact
     root and PREFECT_HOME."""
     store = tmp_path / "stores"
@@ -65,7 +67,9 @@ def digits_prepared(tmp_path: Path, digits_splits: dict) -> Path:
     from genpipe.data.dataset import save_prepared
 
     folder = tmp_path / "prepared"
-    save_prepared(folder, digits_splits, {"dataset": "digits", "classes": [str(i) for i in range(10)]})
+    save_prepared(
+        folder, digits_splits, {"dataset": "digits", "classes": [str(i) for i in range(10)]}
+    )
     return folder
 
 
@@ -103,14 +107,22 @@ def mnist_files() -> Path:
 def copy_project(dest: Path) -> Path:
     """Copy the tracked project (plus uncommitted files) into `dest` and make it a git repo."""
     files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     for rel in files:
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"],
+    ):
         subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
     return dest
 

@@ -27,7 +27,9 @@ def test_settings_follow_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert s.tracking_uri == "http://127.0.0.1:1" and s.pipeline_run_id == "abc"
 
 
-def test_project_root_is_found_from_a_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_root_is_found_from_a_subfolder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)

@@ -58,7 +58,9 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
             if resp.status != 200:
-                raise TrackingError(f"MLflow server at {uri} answered HTTP {resp.status} on /health")
+                raise TrackingError(
+                    f"MLflow server at {uri} answered HTTP {resp.status} on /health"
+                )
     except (urllib.error.URLError, OSError) as exc:
         raise TrackingError(
             f"MLflow tracking server at {uri} is unreachable ({exc}). Start it (make mlflow-server) "
@@ -143,7 +145,10 @@ def tracked_run(
     else:
         ctx = mlflow.start_run(experiment_id=experiment_id(experiment), run_name=run_name)
     with ctx as run:
-        mlflow.set_tags(standard_tags(tags))
+        # A reopened run (e.g. evaluate logging into a training run) keeps the tags it was made with.
+        mlflow.set_tags(
+            standard_tags(tags) if run_id is None else {k: str(v) for k, v in (tags or {}).items()}
+        )
         if params:
             flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
             items = list(flat.items())

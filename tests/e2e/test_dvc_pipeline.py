@@ -18,21 +18,40 @@ pytestmark = pytest.mark.slow
 def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [str(venv_bin() / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True, timeout=1200
+        [str(venv_bin() / "dvc"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
 
 def ran(output: str) -> set[str]:
     """Names of the stages that `dvc repro` actually executed."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+    return {
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
+    }
 
 
 def commit(project: Path, message: str) -> None:
-    for args in (["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message]):
+    for args in (
+        ["add", "-A"],
+        ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message],
+    ):
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
 
 
-ALL = {"download", "prepare", "validate", "train_vae", "train_gan", "train_evaluator", "evaluate", "register"}
+ALL = {
+    "download",
+    "prepare",
+    "validate",
+    "train_vae",
+    "train_gan",
+    "train_evaluator",
+    "evaluate",
+    "register",
+}
 
 
 def test_full_repro_then_noop_then_targeted_reruns(project_copy: Path) -> None:
@@ -65,7 +84,10 @@ def test_full_repro_then_noop_then_targeted_reruns(project_copy: Path) -> None:
     assert reseeded.returncode == 0, reseeded.stdout + reseeded.stderr
     assert {"prepare", "validate"} <= ran(reseeded.stdout)
     assert "download" not in ran(reseeded.stdout)
-    assert json.loads((project_copy / "data/prepared/meta.json").read_text())["data_hash"] != meta["data_hash"]
+    assert (
+        json.loads((project_copy / "data/prepared/meta.json").read_text())["data_hash"]
+        != meta["data_hash"]
+    )
 
 
 def test_bad_data_stops_the_pipeline_before_training(project_copy: Path) -> None:

@@ -12,10 +12,10 @@ import yaml
 from pydantic import Field, ValidationError
 
 from genpipe.config.base import Section
-from genpipe.errors import GenpipeError
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, RegisterConfig
 from genpipe.config.train import EvaluatorConfig, GANConfig, TrainConfig, VAEConfig
+from genpipe.errors import GenpipeError
 
 __all__ = [
     "ConfigError",
@@ -75,11 +75,15 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
+        raise ConfigError(
+            f"{path}: not found; run from the project root or pass --params"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: top level must be a mapping of sections, got {type(raw).__name__}"
+        )
     return Params.from_dict(raw, source=str(path))

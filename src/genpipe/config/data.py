@@ -69,7 +69,9 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:
         if self.dataset == "folder" and self.folder is None:
-            raise ValueError("dataset 'folder' needs data.folder: the path of a class-per-folder image tree")
+            raise ValueError(
+                "dataset 'folder' needs data.folder: the path of a class-per-folder image tree"
+            )
         if self.dataset in IDX_DATASETS and not self.download.mirrors:
             raise ValueError(
                 f"dataset '{self.dataset}' needs at least one base URL in data.download.mirrors "
@@ -92,13 +94,19 @@ class Bounds(Section):
 class ValidateConfig(Section):
     """`validate:` the data contract enforced by Great Expectations before training."""
 
-    min_rows: dict[Literal["train", "val", "test"], PositiveInt] = {"train": 100, "val": 20, "test": 20}
+    min_rows: dict[Literal["train", "val", "test"], PositiveInt] = {
+        "train": 100,
+        "val": 20,
+        "test": 20,
+    }
     class_proportion: Bounds = Bounds(min=0.02, max=0.5)
     image_mean: Bounds = Bounds(min=0.02, max=0.98)
     image_std: Bounds = Bounds(min=0.01, max=0.5)
     pixel_range: Bounds = Bounds(min=0, max=255)
     expected_labels: list[int] | None = None
-    leakage_splits: list[Literal["train", "val", "test"]] = Field(default=["train", "test"], min_length=2)
+    leakage_splits: list[Literal["train", "val", "test"]] = Field(
+        default=["train", "test"], min_length=2
+    )
 
     @field_validator("pixel_range")
     @classmethod

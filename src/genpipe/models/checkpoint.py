@@ -41,7 +41,9 @@ def _builders() -> dict[str, tuple[type, type]]:
     }
 
 
-def build_model(kind: str, config: dict, image_shape: list[int] | tuple[int, ...], **model_args: Any) -> nn.Module:
+def build_model(
+    kind: str, config: dict, image_shape: list[int] | tuple[int, ...], **model_args: Any
+) -> nn.Module:
     try:
         module_cls, config_cls = _builders()[kind]
     except KeyError:
@@ -63,7 +65,9 @@ def model_record(model: nn.Module, kind: str, meta: dict | None = None, **model_
     }
 
 
-def save_model(path: str | Path, model: nn.Module, kind: str, meta: dict | None = None, **model_args: Any) -> None:
+def save_model(
+    path: str | Path, model: nn.Module, kind: str, meta: dict | None = None, **model_args: Any
+) -> None:
     io.save_torch(path, model_record(model, kind, meta, **model_args))
 
 
@@ -72,16 +76,22 @@ def read_record(path: str | Path, map_location: str | torch.device = "cpu") -> d
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: model file not found; run the training stage first") from None
+        raise CheckpointError(
+            f"{path}: model file not found; run the training stage first"
+        ) from None
     except Exception as exc:  # truncated zip, pickle error, foreign object
-        raise CheckpointError(f"{path}: not a readable genpipe model ({exc}); retrain or restore it") from None
+        raise CheckpointError(
+            f"{path}: not a readable genpipe model ({exc}); retrain or restore it"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a genpipe model file (format {FORMAT!r} expected)")
     return record
 
 
 def model_from_record(record: dict) -> nn.Module:
-    model = build_model(record["kind"], record["config"], record["image_shape"], **record.get("model_args", {}))
+    model = build_model(
+        record["kind"], record["config"], record["image_shape"], **record.get("model_args", {})
+    )
     model.load_state_dict(record["state_dict"])
     return model.eval()
 

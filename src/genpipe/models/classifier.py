@@ -11,7 +11,9 @@ from genpipe.models.layout import channel_plan, spatial_plan
 
 
 class Classifier(nn.Module):
-    def __init__(self, config: EvaluatorConfig, image_shape: tuple[int, int, int], n_classes: int) -> None:
+    def __init__(
+        self, config: EvaluatorConfig, image_shape: tuple[int, int, int], n_classes: int
+    ) -> None:
         super().__init__()
         self.config = config
         self.image_shape = tuple(image_shape)
@@ -19,7 +21,11 @@ class Classifier(nn.Module):
         c, h, _ = self.image_shape
         sizes = spatial_plan(h)
         chans = channel_plan(32, len(sizes), cap=128)
-        layers: list[nn.Module] = [nn.Conv2d(c, chans[0], 3, padding=1), nn.BatchNorm2d(chans[0]), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(c, chans[0], 3, padding=1),
+            nn.BatchNorm2d(chans[0]),
+            nn.ReLU(),
+        ]
         for i in range(1, len(sizes)):
             layers += [
                 nn.Conv2d(chans[i - 1], chans[i], 3, stride=2, padding=1),

@@ -49,7 +49,12 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=generator.device if generator else device)
+        z = torch.randn(
+            n,
+            self.latent_dim,
+            generator=generator,
+            device=generator.device if generator else device,
+        )
         return self(z.to(device))
 
 
@@ -62,7 +67,10 @@ class Discriminator(nn.Module):
         sizes = spatial_plan(h)
         chans = channel_plan(config.base_channels, len(sizes))
         norm = spectral_norm if config.spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = [norm(nn.Conv2d(c, chans[0], 3, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            norm(nn.Conv2d(c, chans[0], 3, padding=1)),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for i in range(1, len(sizes)):
             layers += [
                 norm(nn.Conv2d(chans[i - 1], chans[i], 3, stride=2, padding=1)),

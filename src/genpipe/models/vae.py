@@ -110,5 +110,10 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = self.from_latent.weight.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=generator.device if generator else device)
+        z = torch.randn(
+            n,
+            self.latent_dim,
+            generator=generator,
+            device=generator.device if generator else device,
+        )
         return self.decode(z.to(device))

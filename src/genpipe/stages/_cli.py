@@ -21,7 +21,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def run(stage: str, body: Callable[[Params], int | None], params_path: str) -> int:
     """Load params once, run the stage body, and turn user-facing errors into exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         params = load_params(params_path)
         return int(body(params) or 0)
