@@ -64,11 +64,23 @@ PREFECT_POOL ?= genpipe-process
 FLOW_ARGS ?=
 RUN_PARAMS ?=
 
-.PHONY: prefect-server prefect-pool prefect-deploy prefect-worker prefect-run
+.PHONY: pipeline-mnist prefect-server prefect-pool prefect-deploy prefect-worker prefect-run
 
 ## Run the whole pipeline once through the Prefect flow (a local, temporary API if no server is set).
 flow: $(STAMP)
 	$(BIN)/python -m pipelines.genpipe_flow $(FLOW_ARGS)
+
+## The whole pipeline on real 28x28 MNIST (params/mnist.yaml), from a loopback mirror of the official
+## test-split files in ../shared/datasets/mnist. Like -S, the preset stays in params.yaml afterwards
+## (`git checkout params.yaml` returns to digits).
+MNIST_DIR ?= $(CURDIR)/../shared/datasets/mnist
+MNIST_PORT ?= 8765
+pipeline-mnist: $(STAMP)
+	@test -f $(MNIST_DIR)/t10k-images-idx3-ubyte.gz || { echo "no MNIST files in $(MNIST_DIR)"; exit 2; }
+	$(BIN)/python -m http.server --bind 127.0.0.1 $(MNIST_PORT) --directory $(MNIST_DIR) >/dev/null 2>&1 & \
+	pid=$$!; trap "kill $$pid" EXIT; sleep 1; \
+	$(BIN)/python -m pipelines.genpipe_flow --preset params/mnist.yaml \
+		-S 'data.download.mirrors=[http://127.0.0.1:$(MNIST_PORT)/]' $(FLOW_ARGS)
 
 ## The Prefect server and UI on 127.0.0.1 (foreground).
 prefect-server: $(STAMP)

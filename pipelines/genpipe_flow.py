@@ -166,6 +166,19 @@ def genpipe_pipeline(
     }
 
 
+def read_preset(path: str) -> list[str]:
+    """A preset is a YAML list of `key=value` overrides, the same grammar as -S."""
+    import yaml
+
+    try:
+        items = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GenpipeError(f"preset {path}: unreadable ({exc})") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) and "=" in i for i in items):
+        raise GenpipeError(f"preset {path}: expected a YAML list of 'key=value' strings")
+    return items
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m pipelines.genpipe_flow [-S key=value ...]`: one local run of the flow."""
     p = argparse.ArgumentParser(description=main.__doc__)
@@ -179,9 +192,22 @@ def main(argv: list[str] | None = None) -> int:
         help="override a params.yaml value, as `dvc exp run -S` (repeatable)",
     )
     p.add_argument(
+        "--preset",
+        default=None,
+        metavar="FILE",
+        help="YAML list of KEY=VALUE overrides applied before any -S (e.g. params/mnist.yaml)",
+    )
+    p.add_argument(
         "--project", default=None, help="project folder (default: the one holding dvc.yaml)"
     )
     args = p.parse_args(argv)
+    if args.preset:
+        try:
+            preset = read_preset(args.preset)
+        except GenpipeError as exc:
+            print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
+            return 2
+        args.overrides = [*preset, *args.overrides]
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

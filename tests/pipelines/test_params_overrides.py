@@ -109,3 +109,25 @@ def test_malformed_overrides_are_rejected() -> None:
         as_override_strings(["vae.epochs"])
     with pytest.raises(OverrideError, match="list of key=value"):
         as_override_strings("vae.epochs=2")
+
+
+def test_shipped_mnist_preset_is_valid(params: Path) -> None:
+    from genpipe.config import load_params
+    from pipelines.genpipe_flow import read_preset
+
+    repo = Path(__file__).resolve().parents[2]
+    preset = read_preset(str(repo / "params" / "mnist.yaml"))
+    apply_overrides(params, [*preset, "data.download.mirrors=[http://127.0.0.1:8765/]"])
+    loaded = load_params(params)
+    assert loaded.data.dataset == "mnist" and loaded.data.download.splits == ["t10k"]
+    assert loaded.evaluate.n_restore == 64
+
+
+def test_a_malformed_preset_is_named(tmp_path: Path) -> None:
+    from genpipe.errors import GenpipeError
+    from pipelines.genpipe_flow import read_preset
+
+    bad = tmp_path / "preset.yaml"
+    bad.write_text("data.dataset: mnist\n")
+    with pytest.raises(GenpipeError, match=str(bad)):
+        read_preset(str(bad))
