@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from tests.conftest import copy_project
 
 BIN = Path(sys.executable).parent

@@ -31,7 +31,7 @@ def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def isolated_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_mlflow_db: Path
-) -> Path:
+) -> Iterator[Path]:
     """Every test gets its own MLflow SQLite store (a copy of the migrated empty one), artifact
     root and PREFECT_HOME."""
     store = tmp_path / "stores"
@@ -42,7 +42,12 @@ def isolated_stores(
     monkeypatch.setenv("PREFECT_HOME", str(store / "prefect"))
     monkeypatch.delenv("GENPIPE_PIPELINE_RUN_ID", raising=False)
     monkeypatch.delenv("GENPIPE_ROOT", raising=False)
-    return store
+    # mlflow.set_tracking_uri() from an earlier in-process test would beat the env var: reset it.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    yield store
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="session")

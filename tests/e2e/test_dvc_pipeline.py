@@ -67,7 +67,13 @@ def test_full_repro_then_noop_then_targeted_reruns(project_copy: Path) -> None:
     metrics = json.loads((project_copy / "data/metrics/evaluate.json").read_text())
     assert "generation.gan.fd" in metrics and "generation.vae.fd" in metrics
     decision = json.loads((project_copy / "data/register/decision.json").read_text())
-    assert set(decision) >= {"generation", "restoration"}
+    assert set(decision["tasks"]) == {"generation", "restoration"}
+    from mlflow import MlflowClient
+
+    for task, record in decision["tasks"].items():
+        assert record["winner"]["family"] in {"vae", "gan"}
+        champion = MlflowClient().get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
+        assert champion.tags["genpipe.family"] == record["winner"]["family"]
     commit(project_copy, "first run")
 
     again = dvc(project_copy, "repro")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
 
+from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
 from tests.pipelines.conftest import trace
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

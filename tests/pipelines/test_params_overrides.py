@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from pipelines.params_overrides import OverrideError, apply_overrides, as_override_strings
 
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipelines.genpipe_flow import STAGES, genpipe_pipeline
 
+from pipelines.genpipe_flow import STAGES, genpipe_pipeline
 from tests.pipelines.conftest import TINY_REAL_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

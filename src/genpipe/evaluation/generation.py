@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
+from genpipe.config.evaluate import GenerationMetric
 from genpipe.evaluation import metrics
 from genpipe.evaluation.features import Embedded, Sampler, embed
 from genpipe.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
 
-GENERATION_METRICS = (
-    "fd",
-    "kid",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "is",
-    "class_coverage",
-    "class_entropy",
-)
+GENERATION_METRICS: tuple[str, ...] = get_args(GenerationMetric)  # one list, in config
 
 
 @dataclass(frozen=True)
