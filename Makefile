@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # Local stores live inside the project (both ignored by git). genpipe.settings reads these at run
 # time; the MLflow SQLite store defaults to mlflow/mlflow.db.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+# Offline project: no Prefect telemetry heartbeat (it also contends for the server's SQLite lock).
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
