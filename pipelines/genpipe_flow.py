@@ -13,13 +13,16 @@ reading the files dvc.yaml names.
 - download alone retries, with exponential backoff; every stage has a timeout (stage_timeouts).
 - A failed validate fails the flow with ValidationFailed before any training starts.
 - train_vae, train_gan and train_evaluator read the same inputs and write disjoint outputs; DVC
-  releases its repo lock while a stage command runs, so they run as concurrent tasks.
+  releases its repo lock while a stage command runs, so they run as concurrent tasks. They share
+  the CPU cores evenly (OMP_NUM_THREADS, see dvc_runner.shared_cpu_env) instead of each starting
+  one thread per core.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,13 +71,18 @@ class ValidationFailed(GenpipeError):
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
-def repro_stage(project: Path, stage: str, run_id: str, timeout_seconds: float) -> StageResult:
+def repro_stage(
+    project: Path,
+    stage: str,
+    run_id: str,
+    timeout_seconds: float,
+    extra_env: dict[str, str] | None = None,
+) -> StageResult:
     """One DVC stage; DVC's own output goes to the task log so the UI shows what DVC did."""
     logger = get_run_logger()
+    env = {"GENPIPE_PIPELINE_RUN_ID": run_id, **(extra_env or {})}
     try:
-        result = dvc_runner.run_stage(
-            project, stage, {"GENPIPE_PIPELINE_RUN_ID": run_id}, timeout_seconds
-        )
+        result = dvc_runner.run_stage(project, stage, env, timeout_seconds)
     except StageFailed as exc:
         logger.error("%s", exc.output or exc)
         raise
@@ -150,7 +158,12 @@ def genpipe_pipeline(
             f"or the validate params, and run again.\n{exc}"
         ) from None
 
-    futures = [repro_stage.submit(project, s, run_id, timeouts[s]) for s in CONCURRENT_TRAINING]
+    shared = dvc_runner.shared_cpu_env(
+        len(CONCURRENT_TRAINING), dvc_runner.usable_cores(), os.environ
+    )
+    futures = [
+        repro_stage.submit(project, s, run_id, timeouts[s], shared) for s in CONCURRENT_TRAINING
+    ]
     wait(futures)
     results += [f.result() for f in futures]  # raises the first failure, after all have ended
     results += [run("evaluate"), run("register")]

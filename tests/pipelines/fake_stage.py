@@ -2,7 +2,7 @@
 
 Copied into a project copy by tests/pipelines/conftest.py, so the flow's wiring (order, skips,
 retries, timeouts, env, artifacts) is tested against real DVC without waiting for training.
-Each call appends {stage, run_id, pid, start, end} to trace/<stage>.jsonl.
+Each call appends {stage, run_id, pid, omp_threads, start, end} to trace/<stage>.jsonl.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ def write(path: str, obj: object) -> None:
 def main(stage: str) -> int:
     params = yaml.safe_load(Path("params.yaml").read_text())
     run_id = os.environ.get("GENPIPE_PIPELINE_RUN_ID", "")
-    record = {"stage": stage, "run_id": run_id, "pid": os.getpid(), "start": time.time()}
+    record = {
+        "stage": stage,
+        "run_id": run_id,
+        "pid": os.getpid(),
+        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "start": time.time(),
+    }
     trace = Path("trace") / f"{stage}.jsonl"
     trace.parent.mkdir(exist_ok=True)
     with trace.open("a") as fh:  # written before any failure, so attempts are countable

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipelines.dvc_runner import usable_cores
 from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
 from tests.pipelines.conftest import trace
 
@@ -61,6 +63,12 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     overlap = min(vae["end"], gan["end"]) - max(vae["start"], gan["start"])
     print(f"VAE/GAN stage commands overlapped {overlap:.1f} s of 5.0 s each")
     assert overlap > 1.0  # DVC releases its repo lock while a stage command runs
+    # the concurrent trainings split the cores instead of each taking all of them
+    user_set = os.environ.get("OMP_NUM_THREADS")
+    shared = user_set or str(max(1, usable_cores() // 3))
+    for stage in STAGES:
+        expected = shared if stage.startswith("train_") else user_set
+        assert trace(fake_project, stage)[-1]["omp_threads"] == expected, stage
 
     artifacts = _artifacts(run_id)
     summary = artifacts["genpipe-summary"]
