@@ -39,7 +39,9 @@ def test_evaluation_uses_the_stored_scale_and_leaves_it_alone() -> None:
     nll = vae.recon_nll(logits, x)
     assert float(vae.log_sigma) == stored
     sigma2 = math.exp(2 * stored)
-    by_hand = (0.5 * (x - logits) ** 2 / sigma2 + stored + 0.5 * math.log(2 * math.pi)).sum((1, 2, 3))
+    by_hand = (0.5 * (x - logits) ** 2 / sigma2 + stored + 0.5 * math.log(2 * math.pi)).sum(
+        (1, 2, 3)
+    )
     assert torch.allclose(nll, by_hand, rtol=1e-5)
 
 
