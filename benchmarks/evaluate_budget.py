@@ -23,16 +23,31 @@ from pathlib import Path
 import numpy as np
 
 
+def save_fresh_models(models: Path, params, shape: tuple[int, int, int], n_classes: int) -> None:
+    """data/models/{vae,gan,evaluator} freshly initialised from `params`, with run.json files."""
+    from genpipe.models import save_model
+    from genpipe.models.classifier import Classifier
+    from genpipe.models.gan import Generator
+    from genpipe.models.vae import VAE
+
+    save_model(models / "vae/model.pt", VAE(params.vae, shape), "vae")
+    gan = Generator(params.gan, shape)
+    save_model(models / "gan/model.pt", gan, "generator")
+    for k in range(params.gan.snapshots):
+        save_model(models / f"gan/snapshots/epoch_{k + 1:04d}.pt", gan, "generator")
+    evaluator = Classifier(params.evaluator, shape, n_classes=n_classes)
+    save_model(models / "evaluator/model.pt", evaluator, "classifier", n_classes=n_classes)
+    for name in ("vae", "gan"):
+        run = {"run_id": "", "experiment_id": "", "experiment_name": "genpipe-benchmark"}
+        (models / name / "run.json").write_text(json.dumps(run))
+
+
 def build_inputs(root: Path, params_path: Path) -> None:
     """data/prepared (digits 70/15/15) and data/models/{vae,gan,evaluator} with run.json."""
     from sklearn.datasets import load_digits
 
     from genpipe.config import load_params
     from genpipe.data.dataset import Split, save_prepared
-    from genpipe.models import save_model
-    from genpipe.models.classifier import Classifier
-    from genpipe.models.gan import Generator
-    from genpipe.models.vae import VAE
 
     params = load_params(params_path)
     d = load_digits()
@@ -44,18 +59,32 @@ def build_inputs(root: Path, params_path: Path) -> None:
     splits = {k: Split(images[i], labels[i]) for k, i in parts.items()}
     classes = [str(i) for i in range(10)]
     save_prepared(root / "data/prepared", splits, {"dataset": "digits", "classes": classes})
-    shape = (1, 8, 8)
-    models = root / "data/models"
-    save_model(models / "vae/model.pt", VAE(params.vae, shape), "vae")
-    gan = Generator(params.gan, shape)
-    save_model(models / "gan/model.pt", gan, "generator")
-    for k in range(params.gan.snapshots):
-        save_model(models / f"gan/snapshots/epoch_{k + 1:04d}.pt", gan, "generator")
-    evaluator = Classifier(params.evaluator, shape, n_classes=10)
-    save_model(models / "evaluator/model.pt", evaluator, "classifier", n_classes=10)
-    for name in ("vae", "gan"):
-        run = {"run_id": "", "experiment_id": "", "experiment_name": "genpipe-digits"}
-        (models / name / "run.json").write_text(json.dumps(run))
+    save_fresh_models(root / "data/models", params, (1, 8, 8), n_classes=10)
+
+
+def evaluate_command(params_path: Path) -> list[str]:
+    """The evaluate stage's command line from dvc.yaml, run from a folder holding data/."""
+    return [
+        sys.executable, "-m", "genpipe.stages.evaluate", "--params", str(params_path),
+        "--prepared", "data/prepared", "--vae", "data/models/vae", "--gan", "data/models/gan",
+        "--evaluator", "data/models/evaluator", "--out", "data/eval",
+        "--metrics", "data/metrics/evaluate.json",
+    ]  # fmt: skip
+
+
+def store_env(root: Path) -> dict[str, str]:
+    """A throwaway SQLite tracking store and artifact root under `root`."""
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "GENPIPE_ARTIFACT_ROOT": str(root / "artifacts"),
+    }
+
+
+def phases(stderr: str) -> str:
+    """The stage's own per-phase timing line ("load_and_select 3.1s, generation ...")."""
+    lines = [ln.split("evaluate: ", 1)[1] for ln in stderr.splitlines() if "protocol" in ln]
+    return lines[-1] if lines else ""
 
 
 def main() -> None:
@@ -66,17 +95,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_inputs(root, args.params.resolve())
-        env = {
-            **os.environ,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-            "GENPIPE_ARTIFACT_ROOT": str(root / "artifacts"),
-        }
-        cmd = [
-            sys.executable, "-m", "genpipe.stages.evaluate", "--params", str(args.params.resolve()),
-            "--prepared", "data/prepared", "--vae", "data/models/vae", "--gan", "data/models/gan",
-            "--evaluator", "data/models/evaluator", "--out", "data/eval",
-            "--metrics", "data/metrics/evaluate.json",
-        ]  # fmt: skip
+        env = store_env(root)
+        cmd = evaluate_command(args.params.resolve())
         for repeat in range(args.repeats):
             start, cpu = time.perf_counter(), os.times()
             out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
@@ -84,12 +104,9 @@ def main() -> None:
             after = os.times()
             if out.returncode != 0:
                 sys.exit(f"evaluate failed:\n{out.stderr[-3000:]}")
-            phases = [
-                ln.split("evaluate: ", 1)[1] for ln in out.stderr.splitlines() if "protocol" in ln
-            ]
             user = after.children_user - cpu.children_user
             print(f"run {repeat + 1}: wall {wall:.1f} s, CPU {user:.1f} s (goal <= 60 s wall)")
-            print(f"  {phases[-1] if phases else ''}")
+            print(f"  {phases(out.stderr)}")
 
 
 if __name__ == "__main__":
