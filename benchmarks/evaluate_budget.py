@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -83,8 +84,8 @@ def store_env(root: Path) -> dict[str, str]:
 
 def phases(stderr: str) -> str:
     """The stage's own per-phase timing line ("load_and_select 3.1s, generation ...")."""
-    lines = [ln.split("evaluate: ", 1)[1] for ln in stderr.splitlines() if "protocol" in ln]
-    return lines[-1] if lines else ""
+    found = re.findall(r"evaluate: protocol \w+, (.*) \(MLflow run", stderr)
+    return found[-1] if found else ""
 
 
 def main() -> None:

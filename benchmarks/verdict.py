@@ -1,0 +1,121 @@
+"""The README's verdict tables, rendered from what the evaluate stage wrote.
+
+    .venv/bin/python -m benchmarks.verdict [--report data/eval/report.json]
+        [--evaluator data/metrics/evaluator.json]
+
+Run it after `make pipeline` (digits) or `make pipeline-mnist`: it prints the generation table
+(VAE, GAN and the real-vs-real floor, means over draws with 95% CIs) and the restoration table
+(PSNR per corruption and method, the mean with its CI), with the better model's cells in bold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+LOWER_IS_BETTER = {"fd", "kid"}
+GENERATION_ROWS = [
+    ("Fréchet distance (lower is better)", ("fd",)),
+    ("KID (raw feature scale)", ("kid",)),
+    ("precision / recall", ("precision", "recall")),
+    ("density / coverage", ("density", "coverage")),
+    ("classifier IS", ("is",)),
+]
+LABELS = {
+    "corrupted": "corrupted input",
+    "classical": "classical filter / fill",
+    "vae_amortised": "VAE amortised",
+    "vae_latent_search": "VAE latent search",
+    "gan_latent_search": "GAN inversion",
+}
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def _with_ci(stat: dict[str, Any], digits: int = 2) -> str:
+    ci = stat.get("ci")
+    text = _num(stat["value"], digits)
+    return f"{text} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]" if ci else text
+
+
+def _bold(text: str, on: bool) -> str:
+    return f"**{text}**" if on else text
+
+
+def generation_table(report: dict[str, Any]) -> str:
+    gen = report["generation"]
+    lines = ["| metric | VAE | GAN | real-vs-real floor |", "|---|---|---|---|"]
+    for label, metrics in GENERATION_ROWS:
+        cells = {"vae": [], "gan": [], "real": []}
+        for metric in metrics:
+            digits = 3 if metric not in ("fd", "kid", "is") else 2
+            values = {s: gen[s][metric]["value"] for s in ("vae", "gan")}
+            pick = min if metric in LOWER_IS_BETTER else max
+            best = pick(values, key=values.__getitem__)
+            for source in cells:
+                stat = gen[source][metric]
+                text = _with_ci(stat, digits) if len(metrics) == 1 else _num(stat["value"], digits)
+                cells[source].append(_bold(text, source == best and metric != "is"))
+        row = [" / ".join(cells[s]) for s in ("vae", "gan", "real")]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def restoration_table(report: dict[str, Any]) -> str:
+    rest = report["restoration"]
+    outputs = {b: rest["baselines"][b] for b in ("corrupted", "classical")}
+    for model in ("vae", "gan"):
+        outputs.update(rest[model]["methods"])
+    corruptions = list(next(iter(outputs.values()))["per_corruption"])
+    best_psnr = {
+        c: max(o["per_corruption"][c]["psnr"]["value"] for o in outputs.values())
+        for c in corruptions
+    }
+    best_mean = max(o["mean"]["psnr"]["value"] for o in outputs.values())
+    best_ssim = max(o["mean"]["ssim"]["value"] for o in outputs.values())
+    header = ["method", *corruptions, "mean PSNR", "mean SSIM"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, out in outputs.items():
+        cells = []
+        for c in corruptions:
+            scores = out["per_corruption"][c]
+            value = scores["psnr"]["value"]
+            text = _bold(_num(value, 2), value == best_psnr[c])
+            if "psnr_masked" in scores:
+                text += f" ({_num(scores['psnr_masked']['value'], 2)})"
+            cells.append(text)
+        mean, ssim = out["mean"]["psnr"], out["mean"]["ssim"]["value"]
+        cells.append(_bold(_with_ci(mean), mean["value"] == best_mean))
+        cells.append(_bold(_num(ssim, 3), ssim == best_ssim))
+        label = _bold(LABELS.get(name, name), mean["value"] == best_mean)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--report", type=Path, default=Path("data/eval/report.json"))
+    ap.add_argument("--evaluator", type=Path, default=Path("data/metrics/evaluator.json"))
+    args = ap.parse_args()
+    report = json.loads(args.report.read_text())
+    protocol = report["protocol"]
+    accuracy = json.loads(args.evaluator.read_text())["test_accuracy"]
+    print(
+        f"Generation: {protocol['n_samples']} samples per draw, {protocol['evaluate']['draws']} "
+        f"draws, against {protocol['n_reference']} test images, in the feature space of the "
+        f"evaluator (test accuracy {accuracy:.2%}).\n"
+    )
+    print(generation_table(report))
+    print(
+        f"\nRestoration: PSNR in dB on {protocol['n_restore']} test images (inside the mask in "
+        "brackets); mean PSNR with its 95% bootstrap CI over images.\n"
+    )
+    print(restoration_table(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""benchmarks.verdict renders the README tables from a report: winners in bold, CIs kept."""
+
+from __future__ import annotations
+
+from benchmarks.verdict import generation_table, restoration_table
+
+
+def _stat(value: float, ci: tuple[float, float] | None = None) -> dict:
+    return {"value": value, "ci": list(ci) if ci else None}
+
+
+def _source(fd: float, precision: float) -> dict:
+    return {
+        "fd": _stat(fd, (fd - 1, fd + 1)),
+        "kid": _stat(fd / 10, (0, 1)),
+        "precision": _stat(precision),
+        "recall": _stat(0.5),
+        "density": _stat(0.4),
+        "coverage": _stat(0.3),
+        "is": _stat(2.0, (1.9, 2.1)),
+    }
+
+
+def _output(psnr: float, ssim: float) -> dict:
+    return {
+        "mean": {"psnr": _stat(psnr, (psnr - 0.5, psnr + 0.5)), "ssim": _stat(ssim)},
+        "per_corruption": {
+            "denoise_sigma0.1": {"psnr": _stat(psnr + 1)},
+            "inpaint_center": {"psnr": _stat(psnr - 1), "psnr_masked": _stat(psnr - 5)},
+        },
+    }
+
+
+def test_generation_table_bolds_the_lower_fd_and_keeps_cis() -> None:
+    report = {
+        "generation": {
+            "vae": _source(30.0, 0.7),
+            "gan": _source(10.0, 0.6),
+            "real": _source(0.5, 0.9),
+        }
+    }
+    rows = generation_table(report).splitlines()
+    fd = next(r for r in rows if r.startswith("| Fréchet"))
+    assert (
+        fd
+        == "| Fréchet distance (lower is better) | 30.00 [29.00, 31.00] | **10.00 [9.00, 11.00]** | 0.50 [−0.50, 1.50] |"
+    )
+    pr = next(r for r in rows if r.startswith("| precision"))
+    assert pr.split(" | ")[1].startswith("**0.700**")  # higher precision wins, per metric
+
+
+def test_restoration_table_orders_baselines_first_and_bolds_the_best_method() -> None:
+    report = {
+        "restoration": {
+            "baselines": {"classical": _output(14.0, 0.5), "corrupted": _output(12.0, 0.4)},
+            "vae": {"methods": {"vae_latent_search": _output(20.0, 0.8)}},
+            "gan": {"methods": {"gan_latent_search": _output(16.0, 0.9)}},
+        }
+    }
+    rows = restoration_table(report).splitlines()
+    assert rows[0] == "| method | denoise_sigma0.1 | inpaint_center | mean PSNR | mean SSIM |"
+    labels = [r.split(" | ")[0] for r in rows[2:]]
+    assert labels == [
+        "| corrupted input",
+        "| classical filter / fill",
+        "| **VAE latent search**",
+        "| GAN inversion",
+    ]
+    assert rows[4].endswith("| **21.00** | **19.00** (15.00) | **20.00 [19.50, 20.50]** | 0.800 |")
+    assert rows[5].endswith("| **0.900** |")  # the best SSIM is bolded on its own
