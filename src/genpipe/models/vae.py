@@ -24,9 +24,6 @@ class VAEOutput:
     logvar: torch.Tensor  # [N, latent]
 
 
-MIN_SIGMA = 1e-3  # floor of the Gaussian scale, in [0, 1] intensity units
-
-
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -57,16 +54,8 @@ class VAE(nn.Module):
             ]
         dec.append(nn.Conv2d(chans[0], c, 3, padding=1))  # logits / means
         self.decoder = nn.Sequential(*dec)
-        # Gaussian likelihood: one global scale, the optimal sigma-VAE (Rybkin et al. 2021): in
-        # training sigma^2 is the batch's reconstruction MSE, the value that maximises the
-        # likelihood, so it needs no learning. A scale learned by gradient steps moves ~lr per step
-        # from sigma = 1, and until it gets small the KL term wins and the posterior collapses
-        # (seen on 28x28 MNIST: KL ~0.001 for the first epochs). The buffer keeps the last training
-        # value for evaluation.
-        if config.likelihood == "gaussian":
-            self.register_buffer("log_sigma", torch.zeros(()))
-        else:
-            self.log_sigma = None
+        # Gaussian likelihood: one learned global scale (sigma-VAE), log sigma.
+        self.log_sigma = nn.Parameter(torch.zeros(())) if config.likelihood == "gaussian" else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x in [0, 1] [N, C, H, W] -> (mu, logvar), each [N, latent]."""
@@ -84,10 +73,6 @@ class VAE(nn.Module):
     def mean_image(self, logits: torch.Tensor) -> torch.Tensor:
         if self.config.likelihood == "continuous_bernoulli":
             return torch.distributions.ContinuousBernoulli(logits=logits.float()).mean
-        if self.config.likelihood == "gaussian":
-            # Clamped to [0, 1] with an identity gradient, so latent search still gets a
-            # gradient from pixels the decoder overshoots.
-            return logits + (logits.clamp(0.0, 1.0) - logits).detach()
         return torch.sigmoid(logits)
 
     def recon_nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -99,13 +84,12 @@ class VAE(nn.Module):
             nll = -dist.log_prob(x.float())
         else:
             assert self.log_sigma is not None
-            sq = (x - logits) ** 2  # an unsquashed mean: a sigmoid saturates at the black pixels
-            log_sigma = self.log_sigma
-            if self.training:
-                log_sigma = 0.5 * sq.detach().mean().clamp_min(MIN_SIGMA**2).log()
-                with torch.no_grad():
-                    self.log_sigma.copy_(log_sigma)
-            nll = 0.5 * sq / (2 * log_sigma).exp() + log_sigma + 0.5 * math.log(2 * math.pi)
+            mean = torch.sigmoid(logits)
+            nll = (
+                0.5 * ((x - mean) / self.log_sigma.exp()) ** 2
+                + self.log_sigma
+                + 0.5 * math.log(2 * math.pi)
+            )
         return nll.flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> VAEOutput:
