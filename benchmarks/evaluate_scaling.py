@@ -54,11 +54,15 @@ def preset_params(preset: Path, workdir: Path, mnist: Path) -> Path:
     return path
 
 
-def build_prepared(root: Path, images: np.ndarray, labels: np.ndarray, n_test: int) -> None:
+def build_prepared(
+    root: Path, images: np.ndarray, labels: np.ndarray, n_test: int, n_train: int | None = None
+) -> None:
+    """data/prepared: test = the first n_test of a fixed shuffle, val = the last 1k, train = the
+    first n_train (default: all, overlapping test and val)."""
     from genpipe.data.dataset import Split, save_prepared
 
     order = np.random.default_rng(0).permutation(len(labels))
-    parts = {"train": order, "val": order[-1000:], "test": order[:n_test]}
+    parts = {"train": order[:n_train], "val": order[-1000:], "test": order[:n_test]}
     splits = {k: Split(images[i], labels[i]) for k, i in parts.items()}
     meta = {"dataset": "mnist", "classes": [str(i) for i in range(10)]}
     save_prepared(root / "data/prepared", splits, meta)

@@ -32,6 +32,13 @@ LABELS = {
 }
 
 
+def corruption_label(name: str) -> str:
+    """denoise_sigma0.3 -> σ=0.3, inpaint_center -> centre block; anything else as it is."""
+    if name.startswith("denoise_sigma"):
+        return "σ=" + name.removeprefix("denoise_sigma")
+    return {"inpaint_center": "centre block", "inpaint_random": "random pixels"}.get(name, name)
+
+
 def _num(x: float, digits: int) -> str:
     return f"{x:.{digits}f}".replace("-", "−")
 
@@ -77,7 +84,7 @@ def restoration_table(report: dict[str, Any]) -> str:
     }
     best_mean = max(o["mean"]["psnr"]["value"] for o in outputs.values())
     best_ssim = max(o["mean"]["ssim"]["value"] for o in outputs.values())
-    header = ["method", *corruptions, "mean PSNR", "mean SSIM"]
+    header = ["method", *map(corruption_label, corruptions), "mean PSNR", "mean SSIM"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, out in outputs.items():
         cells = []

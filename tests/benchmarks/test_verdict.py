@@ -58,7 +58,7 @@ def test_restoration_table_orders_baselines_first_and_bolds_the_best_method() ->
         }
     }
     rows = restoration_table(report).splitlines()
-    assert rows[0] == "| method | denoise_sigma0.1 | inpaint_center | mean PSNR | mean SSIM |"
+    assert rows[0] == "| method | σ=0.1 | centre block | mean PSNR | mean SSIM |"
     labels = [r.split(" | ")[0] for r in rows[2:]]
     assert labels == [
         "| corrupted input",
