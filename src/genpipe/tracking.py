@@ -39,18 +39,25 @@ def configure_mlflow() -> str:
 
 
 def _create_sqlite_store(uri: str) -> None:
-    """Create (migrate) a new SQLite store under a file lock: MLflow's schema migration crashes
-    when two processes (e.g. concurrent training stages) create the same store at once."""
+    """Create (migrate) the SQLite store once, under a file lock.
+
+    MLflow's schema migration crashes when two processes (the concurrent training stages) create
+    the same store at once, and a process that sees the file half-way through its migration fails
+    on missing tables. So every process waits for the lock until a `<db>.ready` marker says the
+    migration finished; afterwards the marker alone is checked.
+    """
     import mlflow
     from filelock import FileLock
 
     db = Path(uri.removeprefix("sqlite:///"))
-    if db.exists():
+    ready = db.with_name(db.name + ".ready")
+    if ready.exists():
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{db}.lock"):
-        if not db.exists() or db.stat().st_size == 0:
+        if not ready.exists():
             mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            ready.touch()
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
