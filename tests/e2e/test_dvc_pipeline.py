@@ -80,6 +80,15 @@ def test_full_repro_then_noop_then_targeted_reruns(project_copy: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert ran(again.stdout) == set(), again.stdout
 
+    # editing a stage's CLI module makes that stage stale (dvc.yaml lists it in its deps)
+    cli = project_copy / "src/genpipe/stages/evaluate.py"
+    original = cli.read_text()
+    cli.write_text(original + "\n# edited\n")
+    status = dvc(project_copy, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert set(json.loads(status.stdout)) == {"evaluate"}, status.stdout
+    cli.write_text(original)
+
     shrink_params(project_copy, {"gan": {"lr": {"generator": 0.0003}}})
     gan_only = dvc(project_copy, "repro")
     assert gan_only.returncode == 0, gan_only.stdout + gan_only.stderr
