@@ -2,12 +2,16 @@
 
 For the VAE and the GAN at 8x8 (digits) and 28x28 (MNIST) this measures
   - genpipe's step (training/vae.py, training/gan.py): device-resident data drawn by index,
-    channels_last, fused Adam, no per-step host syncs;
+    channels_last, fused Adam, no per-step host syncs; for the GAN, one D pass over real and
+    fake together, and D's weights frozen during the G step (no wasted weight gradients);
+    all under device.cpu_heap_reuse(), as in training;
+  - the same genpipe step without the heap reuse ("no-reuse"), to show what it alone is worth;
   - a naive step on the same architecture and losses: DataLoader over a TensorDataset,
     per-batch .to(device), NCHW, plain (single-tensor) Adam, a .item() per loss per step;
   - MFU: FLOPs of one step (torch.utils.flop_counter) / step time / fp32 matmul peak, the peak
-    measured with a large torch.mm right before each row (the machine may be shared).
-Timings are the best of several repeats, which filters out interference from other processes.
+    measured with a large torch.mm right before each model's rows (the machine may be shared).
+Timings are the best of several repeats, with the variants taking turns, which filters out
+interference from other processes.
 For 8x8 it also prints a profile of where the time goes (they are overhead-bound).
 
     python benchmarks/train_throughput.py [--batch 256] [--steps 3] [--repeats 3] [--compile]
@@ -16,8 +20,12 @@ For 8x8 it also prints a profile of where the time goes (they are overhead-bound
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing as mp
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -37,6 +45,18 @@ from genpipe.training.vae import VAETask
 Step = Callable[[], None]
 
 
+@dataclass(frozen=True)
+class Spec:
+    """One timed variant: naive, genpipe or compiled, with or without the heap reuse."""
+
+    kind: str
+    heap_reuse: bool
+    model: str
+    size: int
+    batch: int
+    threads: int
+
+
 def matmul_peak(n: int = 2048, reps: int = 8) -> float:
     """Best-of fp32 FLOP/s of a large square matmul: the attainable peak of this machine."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -49,16 +69,56 @@ def matmul_peak(n: int = 2048, reps: int = 8) -> float:
     return 2 * n**3 / best
 
 
-def best_time(step: Step, steps: int, repeats: int) -> float:
-    """Best-of-`repeats` seconds per step (after one warm-up step)."""
-    step()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, (time.perf_counter() - t) / steps)
-    return best
+def _worker(conn: Connection, spec: Spec) -> None:
+    """One variant in its own process, so that each has its own allocator state: the naive loop
+    runs under glibc's defaults, genpipe's under device.cpu_heap_reuse() as in training.
+    Protocol: send the step's FLOPs after a warm-up step, then time n steps per request."""
+    torch.set_num_threads(spec.threads)
+    images = fake_images(spec.size, max(4 * spec.batch, 1024))
+    heap = device.cpu_heap_reuse() if spec.heap_reuse else contextlib.nullcontext()
+    with TemporaryDirectory() as tmp, heap:
+        if spec.kind == "naive":
+            step = naive_step(spec.model, images, spec.batch)
+        else:
+            step = genpipe_step(spec.model, images, spec.batch, spec.kind == "compiled", Path(tmp))
+        step()
+        conn.send(count_flops(step))
+        while (n := conn.recv()) is not None:
+            t = time.perf_counter()
+            for _ in range(n):
+                step()
+            conn.send((time.perf_counter() - t) / n)
+
+
+def best_times(specs: dict[str, Spec], steps: int, repeats: int) -> tuple[dict[str, float], int]:
+    """Best-of-`repeats` seconds per step for each variant, and genpipe's FLOPs per step.
+
+    Each variant lives in its own process; they take turns (round-robin, one at a time), so a
+    slow spell on a shared machine hits all of them rather than whichever happened to run then."""
+    ctx = mp.get_context("spawn")
+    pipes, procs = {}, []
+    try:
+        for name, spec in specs.items():
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, spec), daemon=True)
+            proc.start()
+            pipes[name] = parent
+            procs.append(proc)
+            flops = parent.recv()  # started one at a time: warm-ups do not overlap either
+            if name == "genpipe":
+                genpipe_flops = flops
+        best = dict.fromkeys(specs, float("inf"))
+        for _ in range(repeats):
+            for name, conn in pipes.items():
+                time.sleep(0.2)  # let the last variant's OpenMP threads stop spinning
+                conn.send(steps)
+                best[name] = min(best[name], conn.recv())
+        return best, genpipe_flops
+    finally:
+        for conn in pipes.values():
+            conn.send(None)
+        for proc in procs:
+            proc.join(timeout=30)
 
 
 def count_flops(step: Step) -> int:
@@ -97,8 +157,9 @@ def naive_step(model: str, images: torch.Tensor, batch: int) -> Step:
     shape = tuple(images.shape[1:])
     dev = torch.device("cpu")
     if model == "vae":
-        vae = VAE(VAEConfig(), shape)
-        opt = torch.optim.Adam(vae.parameters(), 2e-3, foreach=False)
+        vae_cfg = VAEConfig()
+        vae = VAE(vae_cfg, shape)
+        opt = torch.optim.Adam(vae.parameters(), vae_cfg.lr, foreach=False)
 
         def train(x: torch.Tensor) -> None:
             out = vae(x.to(dev))
@@ -110,8 +171,8 @@ def naive_step(model: str, images: torch.Tensor, batch: int) -> Step:
     else:
         cfg = GANConfig()
         g, d = Generator(cfg, shape), Discriminator(cfg, shape)
-        opt_g = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.0, 0.9), foreach=False)
-        opt_d = torch.optim.Adam(d.parameters(), 4e-4, betas=(0.0, 0.9), foreach=False)
+        opt_g = torch.optim.Adam(g.parameters(), cfg.lr.generator, cfg.betas, foreach=False)
+        opt_d = torch.optim.Adam(d.parameters(), cfg.lr.discriminator, cfg.betas, foreach=False)
 
         def train(x: torch.Tensor) -> None:
             x = x.to(dev)
@@ -179,32 +240,30 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    with TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            images = fake_images(size, max(4 * args.batch, 1024))
-            for model in args.models:
-                variants = [("naive", naive_step(model, images, args.batch))]
-                variants.append(
-                    ("genpipe", genpipe_step(model, images, args.batch, False, Path(tmp)))
+    for size in args.sizes:
+        for model in args.models:
+            specs = {
+                "naive": Spec("naive", False, model, size, args.batch, args.threads),
+                "genpipe": Spec("genpipe", True, model, size, args.batch, args.threads),
+                # the same step under glibc's default heap: what the heap reuse alone is worth
+                "no-reuse": Spec("genpipe", False, model, size, args.batch, args.threads),
+            }
+            if args.compile:
+                specs["compiled"] = Spec("compiled", True, model, size, args.batch, args.threads)
+            peak = matmul_peak()
+            times, flops = best_times(specs, args.steps, args.repeats)
+            for name, sec in times.items():
+                print(
+                    f"{model:5} {size:>3}x{size:<2}{name:>9} {args.batch / sec:9.0f} "
+                    f"{sec * 1e3:9.1f} {flops / 1e9:10.2f} {peak / 1e9:9.1f} "
+                    f"{flops / sec / peak:6.1%} {times['naive'] / sec:7.2f}x",
+                    flush=True,
                 )
-                if args.compile:
-                    variants.append(
-                        ("compiled", genpipe_step(model, images, args.batch, True, Path(tmp)))
-                    )
-                flops = count_flops(variants[1][1])
-                naive_s = None
-                for name, step in variants:
-                    peak = matmul_peak()
-                    sec = best_time(step, args.steps, args.repeats)
-                    naive_s = naive_s or sec
-                    print(
-                        f"{model:5} {size:>3}x{size:<2}{name:>9} {args.batch / sec:9.0f} "
-                        f"{sec * 1e3:9.1f} {flops / 1e9:10.2f} {peak / 1e9:9.1f} "
-                        f"{flops / sec / peak:6.1%} {naive_s / sec:7.2f}x",
-                        flush=True,
-                    )
-                if size <= 16 and not args.no_profile:
-                    profile(variants[1][1], f"genpipe {model} {size}x{size}")
+            if size <= 16 and not args.no_profile:
+                images = fake_images(size, max(4 * args.batch, 1024))
+                with TemporaryDirectory() as tmp, device.cpu_heap_reuse():
+                    genpipe = genpipe_step(model, images, args.batch, False, Path(tmp))
+                    profile(genpipe, f"genpipe {model} {size}x{size}")
 
 
 if __name__ == "__main__":

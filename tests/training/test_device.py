@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -70,3 +76,49 @@ def test_real_detection_on_this_machine_resolves() -> None:
     x = torch.ones(2, device=runtime.device)
     with runtime.autocast():
         assert float((x * 2).sum()) == 4.0
+
+
+def _thp_always() -> bool:
+    try:
+        return "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+
+
+# A step that allocates and frees 4 x 40 MB, counted in a fresh interpreter: glibc's state is
+# process-wide, and earlier tests' trainings have already switched it.
+_FAULTS = """
+import json, resource, torch
+from genpipe.training import device
+
+def step():
+    blocks = [torch.empty(10 * 2**20).fill_(1.0) for _ in range(4)]
+    assert all(float(b[-1]) == 1.0 for b in blocks)
+
+def faults_per_step():
+    step(); step()  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4
+
+default = faults_per_step()
+with device.cpu_heap_reuse() as applied:
+    reused = faults_per_step()
+print(json.dumps({"default": default, "reused": reused, "applied": applied}))
+"""
+
+
+@pytest.mark.skipif(_thp_always(), reason="huge pages hide the page faults this test counts")
+def test_cpu_heap_reuse_stops_refaulting_large_blocks_every_step() -> None:
+    """By default glibc mmaps and unmaps each 40 MB block, so every step faults 160 MB in
+    again; inside cpu_heap_reuse the freed blocks are reused."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True, timeout=120
+    )
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    if not counts["applied"]:
+        pytest.skip("not glibc: the switch does not apply")
+    pages_per_step = 4 * 40 * 2**20 / resource.getpagesize()
+    assert counts["default"] > 0.8 * pages_per_step, counts  # really refaults every block
+    assert counts["reused"] < 0.5 * counts["default"], counts  # 41k -> 10k here

@@ -7,7 +7,9 @@ The choice is a pure function of (requested, available) so it can be unit-tested
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -113,18 +115,63 @@ def cpu_threads(requested: int, image_shape: tuple[int, ...], default: int) -> i
     return 1 if image_shape[-1] * image_shape[-2] <= 16 * 16 else default
 
 
+# glibc's mallopt(3) parameters. Its thresholds are dynamic until first set, and setting one
+# ends that, so the exit values are where they settle for a workload of large tensors: the mmap
+# threshold grows to its 32 MB ceiling and the trim threshold follows at twice that.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_SETTLED_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 64 * 1024 * 1024, 65536
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def cpu_heap_reuse() -> Iterator[bool]:
+    """Keep freed large blocks in glibc's heap for reuse while training on the CPU.
+
+    glibc serves each block over 32 MB (a 28x28 activation at batch 256 is 25-50 MB) with its own
+    mmap and unmaps it on free, and trims smaller freed memory back to the OS, so every step
+    faults its activations in again: about 100k page faults (400 MB) per 28x28 GAN step, 15% of
+    the step time. With mmap off and trimming at 2 GB, freed blocks stay in the heap and the next
+    step reuses most of them. Measured on 28x28 at batch 256 (benchmarks/train_throughput.py and
+    the README): steps 14-16% faster; resident memory levels off 7-11% higher, since freed
+    blocks stay resident (it stayed flat over 150 GAN steps). The heap is trimmed on exit.
+    Yields whether the switch applied (False off glibc: macOS, musl).
+    """
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield True
+    finally:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _SETTLED_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
+
+
 @contextlib.contextmanager
 def activated(runtime: Runtime, threads: int | None = None) -> Iterator[None]:
-    """Apply process-wide switches (TF32, CPU threads) for the duration of training only."""
+    """Apply process-wide switches (TF32, CPU threads, heap reuse) for the duration of training."""
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     old_threads = torch.get_num_threads()
     if runtime.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if threads is not None and runtime.device.type == "cpu":
+    cpu = runtime.device.type == "cpu"
+    if threads is not None and cpu:
         torch.set_num_threads(threads)
     try:
-        yield
+        with cpu_heap_reuse() if cpu else contextlib.nullcontext():
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
         torch.set_num_threads(old_threads)
