@@ -116,9 +116,12 @@ def best_times(specs: dict[str, Spec], steps: int, repeats: int) -> tuple[dict[s
         return best, genpipe_flops
     finally:
         for conn in pipes.values():
-            conn.send(None)
+            with contextlib.suppress(OSError):  # a worker that died has closed its end
+                conn.send(None)
         for proc in procs:
             proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
 
 
 def count_flops(step: Step) -> int:

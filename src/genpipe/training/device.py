@@ -140,7 +140,7 @@ def cpu_heap_reuse() -> Iterator[bool]:
     faults its activations in again: about 100k page faults (400 MB) per 28x28 GAN step, 15% of
     the step time. With mmap off and trimming at 2 GB, freed blocks stay in the heap and the next
     step reuses most of them. Measured on 28x28 at batch 256 (benchmarks/train_throughput.py and
-    the README): steps 14-16% faster; resident memory levels off 7-11% higher, since freed
+    the README): steps 14-16% faster; resident memory levels off 5-11% higher, since freed
     blocks stay resident (it stayed flat over 150 GAN steps). The heap is trimmed on exit.
     Yields whether the switch applied (False off glibc: macOS, musl).
     """
