@@ -72,9 +72,9 @@ def matmul_peak(n: int = 2048, reps: int = 8) -> float:
 def _worker(conn: Connection, spec: Spec) -> None:
     """One variant in its own process, so that each has its own allocator state: the naive loop
     runs under glibc's defaults, genpipe's under device.cpu_heap_reuse() as in training.
-    Protocol: send the step's FLOPs after a warm-up step, then time n steps per request."""
+    Protocol: say ready after a warm-up step, then time n steps per request."""
     torch.set_num_threads(spec.threads)
-    images = fake_images(spec.size, max(4 * spec.batch, 1024))
+    images = fake_images(spec.size, spec.batch)
     heap = device.cpu_heap_reuse() if spec.heap_reuse else contextlib.nullcontext()
     with TemporaryDirectory() as tmp, heap:
         if spec.kind == "naive":
@@ -82,7 +82,7 @@ def _worker(conn: Connection, spec: Spec) -> None:
         else:
             step = genpipe_step(spec.model, images, spec.batch, spec.kind == "compiled", Path(tmp))
         step()
-        conn.send(count_flops(step))
+        conn.send("ready")
         while (n := conn.recv()) is not None:
             t = time.perf_counter()
             for _ in range(n):
@@ -90,8 +90,8 @@ def _worker(conn: Connection, spec: Spec) -> None:
             conn.send((time.perf_counter() - t) / n)
 
 
-def best_times(specs: dict[str, Spec], steps: int, repeats: int) -> tuple[dict[str, float], int]:
-    """Best-of-`repeats` seconds per step for each variant, and genpipe's FLOPs per step.
+def best_times(specs: dict[str, Spec], steps: int, repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` seconds per step for each variant.
 
     Each variant lives in its own process; they take turns (round-robin, one at a time), so a
     slow spell on a shared machine hits all of them rather than whichever happened to run then."""
@@ -104,16 +104,14 @@ def best_times(specs: dict[str, Spec], steps: int, repeats: int) -> tuple[dict[s
             proc.start()
             pipes[name] = parent
             procs.append(proc)
-            flops = parent.recv()  # started one at a time: warm-ups do not overlap either
-            if name == "genpipe":
-                genpipe_flops = flops
+            parent.recv()  # started one at a time: warm-ups do not overlap either
         best = dict.fromkeys(specs, float("inf"))
         for _ in range(repeats):
             for name, conn in pipes.items():
                 time.sleep(0.2)  # let the last variant's OpenMP threads stop spinning
                 conn.send(steps)
                 best[name] = min(best[name], conn.recv())
-        return best, genpipe_flops
+        return best
     finally:
         for conn in pipes.values():
             with contextlib.suppress(OSError):  # a worker that died has closed its end
@@ -216,8 +214,9 @@ def profile(step: Step, label: str, rows: int = 12) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
-def fake_images(size: int, n: int) -> torch.Tensor:
-    """Digit-like random blobs: throughput does not depend on content."""
+def fake_images(size: int, batch: int) -> torch.Tensor:
+    """Digit-like random blobs, enough for several batches: throughput does not depend on content."""
+    n = max(4 * batch, 1024)
     g = torch.Generator().manual_seed(0)
     return F.avg_pool2d(torch.rand(n, 1, size + 2, size + 2, generator=g), 3, 1).clamp(0, 1)
 
@@ -253,8 +252,11 @@ def main() -> None:
             }
             if args.compile:
                 specs["compiled"] = Spec("compiled", True, model, size, args.batch, args.threads)
+            images = fake_images(size, args.batch)
+            with TemporaryDirectory() as tmp:  # FLOPs do not depend on the allocator
+                flops = count_flops(genpipe_step(model, images, args.batch, False, Path(tmp)))
             peak = matmul_peak()
-            times, flops = best_times(specs, args.steps, args.repeats)
+            times = best_times(specs, args.steps, args.repeats)
             for name, sec in times.items():
                 print(
                     f"{model:5} {size:>3}x{size:<2}{name:>9} {args.batch / sec:9.0f} "
@@ -263,7 +265,6 @@ def main() -> None:
                     flush=True,
                 )
             if size <= 16 and not args.no_profile:
-                images = fake_images(size, max(4 * args.batch, 1024))
                 with TemporaryDirectory() as tmp, device.cpu_heap_reuse():
                     genpipe = genpipe_step(model, images, args.batch, False, Path(tmp))
                     profile(genpipe, f"genpipe {model} {size}x{size}")
