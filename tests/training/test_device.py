@@ -96,11 +96,14 @@ def step():
     assert all(float(b[-1]) == 1.0 for b in blocks)
 
 def faults_per_step():
-    step(); step()  # warm-up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(4):
+    # Warm-up: after the switch the heap takes a few steps to grow to the size the step needs
+    # (2-3 steps here, depending on where small objects landed); count only the steady state.
+    for _ in range(6):
         step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(6):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 6
 
 default = faults_per_step()
 with device.cpu_heap_reuse() as applied:
@@ -121,4 +124,4 @@ def test_cpu_heap_reuse_stops_refaulting_large_blocks_every_step() -> None:
         pytest.skip("not glibc: the switch does not apply")
     pages_per_step = 4 * 40 * 2**20 / resource.getpagesize()
     assert counts["default"] > 0.8 * pages_per_step, counts  # really refaults every block
-    assert counts["reused"] < 0.5 * counts["default"], counts  # 41k -> 10k here
+    assert counts["reused"] < 0.1 * counts["default"], counts  # 41k -> 0 here
