@@ -95,15 +95,15 @@ def step():
     blocks = [torch.empty(10 * 2**20).fill_(1.0) for _ in range(4)]
     assert all(float(b[-1]) == 1.0 for b in blocks)
 
-def faults_per_step():
+def faults_per_step(steps=6):
     # Warm-up: after the switch the heap takes a few steps to grow to the size the step needs
     # (2-3 steps here, depending on where small objects landed); count only the steady state.
-    for _ in range(6):
+    for _ in range(steps):
         step()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(6):
+    for _ in range(steps):
         step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 6
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 default = faults_per_step()
 with device.cpu_heap_reuse() as applied:
