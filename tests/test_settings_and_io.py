@@ -19,12 +19,14 @@ def test_settings_follow_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("GENPIPE_ARTIFACT_ROOT")
     s = get_settings()
     assert s.tracking_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    assert s.prefect_home == tmp_path / ".prefect"
+    assert s.artifact_root == tmp_path / "mlflow" / "artifacts"
     assert s.pipeline_run_id is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     monkeypatch.setenv("GENPIPE_PIPELINE_RUN_ID", "abc")
+    monkeypatch.setenv("GENPIPE_HOST", "worker-a")
     s = get_settings()
     assert s.tracking_uri == "http://127.0.0.1:1" and s.pipeline_run_id == "abc"
+    assert s.host == "worker-a"
 
 
 def test_project_root_is_found_from_a_subfolder(

@@ -12,7 +12,6 @@ MLFLOW_TRACKING_URI (default: the project's SQLite store); names come from param
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +47,7 @@ def _name(task: str, params: Path, model: str | None) -> str:
     from genpipe.registry.publish import model_name
 
     p = load_params(params)
-    return model_name(p.register_.model_name_prefix, p.data.dataset, task)
+    return model_name(p.register.model_name_prefix, p.data.name, task)
 
 
 def _load_champion(name: str) -> Any:
@@ -67,25 +66,13 @@ def _load_champion(name: str) -> Any:
 
 
 def _save_grid(images: np.ndarray, out: Path, scale: int, pad: int = 1) -> None:
-    """images [N, C, H, W] in [0, 1] -> one PNG, sqrt(N) per row, `pad` px gaps."""
-    from PIL import Image
+    """images [N, C, H, W] in [0, 1] -> one PNG, sqrt(N) per row, upscaled `scale` times."""
+    import torch
 
-    from genpipe import io
+    from genpipe.grids import save_grid
 
-    n, c, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.zeros((c, rows * (h + pad) + pad, cols * (w + pad) + pad), np.float64)
-    for i, img in enumerate(images):
-        top, left = (
-            pad + k * (size + pad) for k, size in zip(divmod(i, cols), (h, w), strict=True)
-        )
-        grid[:, top : top + h, left : left + w] = img
-    pixels = np.round(grid.clip(0, 1) * 255).astype(np.uint8)
-    pixels = pixels.repeat(scale, 1).repeat(scale, 2)
-    picture = Image.fromarray(pixels[0] if c == 1 else pixels.transpose(1, 2, 0))
-    with io.atomic_path(out) as tmp:
-        picture.save(tmp, format="PNG")
+    tensor = torch.from_numpy(np.asarray(images, dtype=np.float32))
+    save_grid(out, tensor, per_row=None, min_side=tensor.shape[-1] * scale, pad=pad)
 
 
 def _read_image(path: Path, shape: list[int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Where the project's local stores live: the one place for MLflow and Prefect locations.
+"""Where the project's local stores live, and who is running: read from the environment.
 
 Read at run time, never at import time. Environment variables win, so CI, tests and Prefect
 workers can point a run elsewhere; the defaults keep everything inside the project folder.
@@ -7,6 +7,7 @@ workers can point a run elsewhere; the defaults keep everything inside the proje
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ class Settings:
     root: Path
     tracking_uri: str
     artifact_root: Path
-    prefect_home: Path
     pipeline_run_id: str | None
+    host: str  # GENPIPE_HOST, else the host name: tags where a run ran
 
 
 def project_root() -> Path:
@@ -39,6 +40,6 @@ def get_settings() -> Settings:
         root=root,
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store / 'mlflow.db'}",
         artifact_root=Path(os.environ.get("GENPIPE_ARTIFACT_ROOT") or store / "artifacts"),
-        prefect_home=Path(os.environ.get("PREFECT_HOME") or root / ".prefect"),
         pipeline_run_id=os.environ.get("GENPIPE_PIPELINE_RUN_ID") or None,
+        host=os.environ.get("GENPIPE_HOST") or socket.gethostname(),
     )

@@ -1,6 +1,12 @@
-"""MLflow run tracking (not the registry: that lives in genpipe.registry.mlflow_registry).
+"""MLflow run tracking: the one edge between genpipe's stages and MLflow runs.
 
-Stages call `tracked_run` to open a run in the project's store with the standard tags.
+(The model registry has its own module, genpipe.registry.mlflow_registry.)
+
+Two shapes of run, both with genpipe's standard tags:
+- `record_run`: a finished stage reports everything in one call (params, metrics, artifacts)
+  with its real start and end time, so a run's duration in the UI is the stage's.
+- `live_run`: a run that stays open while a stage works, for training (per-epoch curves while it
+  trains; reopened on resume) and for register (MLflow logs models into an active run).
 """
 
 from __future__ import annotations
@@ -8,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +27,16 @@ from genpipe.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+_BATCH = 100  # MLflow accepts at most 100 params (1000 metrics) per log_batch
+
 
 class TrackingError(GenpipeError):
     """The MLflow tracking server cannot be used; the message names the URI."""
+
+
+def experiment_name(dataset: str) -> str:
+    """The MLflow experiment of every run on one dataset (its slug from data/prepared/meta.json)."""
+    return f"genpipe-{dataset}"
 
 
 def configure_mlflow() -> str:
@@ -84,7 +99,7 @@ def experiment_id(name: str) -> str:
         return existing.experiment_id
     settings = get_settings()
     location = None
-    if not get_settings().tracking_uri.startswith(("http://", "https://")):
+    if not settings.tracking_uri.startswith(("http://", "https://")):
         location = (settings.artifact_root / name).resolve().as_uri()
     try:
         return mlflow.create_experiment(name, artifact_location=location)
@@ -109,13 +124,16 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
-def standard_tags(extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+def standard_tags(stage: str, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The tags every genpipe run carries (docs/ARCHITECTURE.md lists them)."""
     import torch
 
     settings = get_settings()
     tags = {
+        "genpipe.stage": stage,
         "genpipe.git_commit": git_commit(settings.root),
         "genpipe.torch_version": torch.__version__,
+        "genpipe.host": settings.host,
     }
     if settings.pipeline_run_id:
         tags["genpipe.pipeline_run_id"] = settings.pipeline_run_id
@@ -135,30 +153,117 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _params(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(k, str(v)[:6000]) for k, v in flatten(params).items()]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything one finished stage reports to MLflow."""
+
+    stage: str
+    dataset: str
+    started: float  # time.time() when the stage began
+    params: Mapping[str, Any] = field(default_factory=dict)  # config sections, flattened
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Sequence[tuple[Path, str | None]] = ()  # (file or folder, artifact path)
+    failed: bool = False
+
+
+def record_run(record: RunRecord) -> str:
+    """Create the stage's run with its real start and end time, log it all, close it."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    configure_mlflow()
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id(experiment_name(record.dataset)),
+        start_time=int(record.started * 1000),
+        tags=standard_tags(record.stage, record.tags),
+        run_name=record.stage,
+    )
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
+        params = [Param(k, v) for k, v in _params(record.params)]
+        for i in range(0, max(len(metrics), len(params)), _BATCH):
+            client.log_batch(run_id, metrics=metrics[i : i + _BATCH], params=params[i : i + _BATCH])
+        for path, artifact_path in record.artifacts:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path)
+            elif path.exists():
+                client.log_artifact(run_id, str(path), artifact_path)
+        client.set_tag(run_id, "genpipe.status", "failed" if record.failed else "ok")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FAILED" if record.failed else "FINISHED")
+    return run_id
+
+
 @contextlib.contextmanager
-def tracked_run(
-    experiment: str,
-    run_name: str,
+def live_run(
+    stage: str,
+    dataset: str,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     run_id: str | None = None,
 ) -> Iterator[Any]:
-    """Open (or reopen, with run_id) an MLflow run with genpipe's standard tags and params."""
+    """An open MLflow run for the block; `run_id` reopens (continues) an earlier run.
+
+    A reopened run keeps the params and tags it was made with; an exception marks it FAILED.
+    """
     import mlflow
 
     configure_mlflow()
     if run_id is not None:
         ctx = mlflow.start_run(run_id=run_id)
     else:
-        ctx = mlflow.start_run(experiment_id=experiment_id(experiment), run_name=run_name)
-    with ctx as run:
-        # A reopened run (e.g. evaluate logging into a training run) keeps the tags it was made with.
-        mlflow.set_tags(
-            standard_tags(tags) if run_id is None else {k: str(v) for k, v in (tags or {}).items()}
+        ctx = mlflow.start_run(
+            experiment_id=experiment_id(experiment_name(dataset)),
+            run_name=stage,
+            tags=standard_tags(stage, tags),
         )
-        if params:
-            flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
-            items = list(flat.items())
-            for i in range(0, len(items), 100):
-                mlflow.log_params(dict(items[i : i + 100]))
+    with ctx as run:
+        if run_id is None and params:
+            items = _params(params)
+            for i in range(0, len(items), _BATCH):
+                mlflow.log_params(dict(items[i : i + _BATCH]))
         yield run
+
+
+def end_orphan(run_id: str) -> bool:
+    """Mark a run that a killed process left RUNNING as FAILED; True if it was open."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow()
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.status != "RUNNING":
+        return False
+    client.set_tag(run_id, "genpipe.status", "crashed")
+    client.set_terminated(run_id, "FAILED")
+    log.info("MLflow run %s was left RUNNING by a killed stage; marked FAILED", run_id)
+    return True
+
+
+def run_exists(run_id: str | None) -> bool:
+    """Whether this tracking store still has the run (a checkpoint may outlive its store)."""
+    if run_id is None:
+        return False
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow()
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True

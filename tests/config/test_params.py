@@ -2,50 +2,77 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from genpipe.config import ConfigError, Params, load_params
+from tests.params import REPO, merge, raw_params
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def test_shipped_params_load() -> None:
+def test_shipped_params_load_into_every_section() -> None:
     params = load_params(REPO / "params.yaml")
-    assert params.data.dataset == "digits"
-    assert params.validate_.min_rows["train"] > 0
-    assert params.register_.model_name_prefix
+    raw = raw_params()
+    assert set(raw) == set(Params.sections())
+    for name, section in Params.sections().items():
+        loaded = getattr(params, name)
+        assert isinstance(loaded, section)
+        assert loaded.model_dump(mode="json") == yaml.safe_load(yaml.safe_dump(raw[name])), name
 
 
-def test_every_section_of_shipped_params_is_known() -> None:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert set(raw) == {f.alias or name for name, f in Params.model_fields.items()}
+def test_config_classes_hold_no_values() -> None:
+    """params.yaml is the one home of every value: no field may carry a default."""
+
+    def defaults(section: type) -> list[str]:
+        found = []
+        for name, field in section.model_fields.items():
+            if not field.is_required():
+                found.append(f"{section.__name__}.{name}")
+            for arg in getattr(field.annotation, "__args__", ()) or (field.annotation,):
+                if isinstance(arg, type) and hasattr(arg, "model_fields"):
+                    found += defaults(arg)
+        return found
+
+    assert [d for s in Params.sections().values() for d in defaults(s)] == []
 
 
 @pytest.mark.parametrize(
-    ("raw", "key"),
+    ("update", "key"),
     [
         ({"vae": {"lattent_dim": 3}}, "vae.lattent_dim"),
         ({"gan": {"lr": {"generator": -1}}}, "gan.lr.generator"),
         ({"validate": {"min_rows": {"train": 0}}}, "validate.min_rows.train"),
         ({"evaluate": {"noise_sigmas": [0.1, -0.2]}}, "evaluate.noise_sigmas.1"),
-        ({"train": {"device": "tpu"}}, "train.device"),
+        ({"runtime": {"device": "tpu"}}, "runtime.device"),
         ({"register": {"tie_rule": "coin"}}, "register.tie_rule"),
+        ({"vae": {"epochs": "ten"}}, "vae.epochs"),
         ({"bogus": {}}, "bogus"),
     ],
 )
-def test_errors_name_the_key(raw: dict, key: str) -> None:
+def test_errors_name_the_key(update: dict, key: str) -> None:
     with pytest.raises(ConfigError) as err:
-        Params.from_dict(raw)
+        Params.from_dict(merge(raw_params(), update))
     assert f"- {key}:" in str(err.value)
 
 
+def test_a_missing_key_or_section_is_named() -> None:
+    raw = raw_params()
+    del raw["vae"]["lr"]
+    del raw["register"]
+    with pytest.raises(ConfigError) as err:
+        Params.from_dict(raw)
+    assert "- vae.lr: missing key" in str(err.value)
+    assert "- register: missing section" in str(err.value)
+
+
 def test_config_is_frozen() -> None:
-    params = Params()
+    params = load_params(REPO / "params.yaml")
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on frozen models
         params.vae.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.vae = params.vae  # type: ignore[misc]
 
 
 def test_unreadable_params_file_is_named(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genpipe.config import ConfigError, Params
+from tests.params import merge, raw_params
 
 
 @pytest.mark.parametrize(
@@ -28,15 +29,20 @@ from genpipe.config import ConfigError, Params
 )
 def test_data_errors_name_the_key(data: dict, key: str, says: str) -> None:
     with pytest.raises(ConfigError) as err:
-        Params.from_dict({"data": data})
+        Params.from_dict(merge(raw_params(), {"data": data}))
     message = str(err.value)
     assert f"- {key}:" in message
     assert says in message
 
 
 def test_idx_dataset_with_mirrors_is_valid() -> None:
-    data = Params.from_dict(
-        {"data": {"dataset": "kmnist", "download": {"mirrors": ["http://127.0.0.1:1/"]}}}
-    ).data
+    update = {"data": {"dataset": "kmnist", "download": {"mirrors": ["http://127.0.0.1:1/"]}}}
+    data = Params.from_dict(merge(raw_params(), update)).data
     assert data.download.splits == ["t10k"]
     assert data.download.mirrors == ["http://127.0.0.1:1/"]
+
+
+def test_a_folder_dataset_is_named_after_its_folder(tmp_path) -> None:
+    update = {"data": {"dataset": "folder", "folder": str(tmp_path / "My Cats")}}
+    assert Params.from_dict(merge(raw_params(), update)).data.name == "folder-my-cats"
+    assert Params.from_dict(raw_params()).data.name == "digits"

@@ -19,6 +19,7 @@ import pytest
 from genpipe.config.data import DataConfig
 from genpipe.data.fetch import DownloadError, md5_of
 from genpipe.data.sources import IDX_SPECS, load_source, read_raw, write_raw
+from tests.params import section
 
 IMAGES, LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
 
@@ -30,7 +31,7 @@ def mnist_config(*mirrors: str, retries: int = 0, **data: object) -> DataConfig:
         "backoff_seconds": 0,
         "timeout_seconds": 10,
     }
-    return DataConfig.model_validate({"dataset": "mnist", "download": download, **data})
+    return section("data", **{"dataset": "mnist", "download": download, **data})
 
 
 def download(cfg: DataConfig, out: Path) -> None:

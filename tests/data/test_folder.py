@@ -11,10 +11,11 @@ from PIL import Image
 from genpipe.config.data import DataConfig
 from genpipe.data.folder import FolderSourceError
 from genpipe.data.sources import load_source, read_raw, write_raw
+from tests.params import section
 
 
 def folder_config(root: Path, **data: object) -> DataConfig:
-    return DataConfig.model_validate({"dataset": "folder", "folder": str(root), **data})
+    return section("data", **{"dataset": "folder", "folder": str(root), **data})
 
 
 @pytest.fixture

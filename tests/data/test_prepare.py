@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genpipe.config.data import DataConfig, SplitFractions
+from genpipe.config.data import SplitFractions
 from genpipe.data.dataset import load_prepared
 from genpipe.data.prepare import (
     SplitError,
@@ -19,6 +19,7 @@ from genpipe.data.prepare import (
     write_prepared,
 )
 from genpipe.data.sources import RawData, conform, load_digits, load_source, stratified_first_n
+from tests.params import section
 
 FRACTIONS = SplitFractions(train=0.7, val=0.15, test=0.15)
 
@@ -88,7 +89,7 @@ def test_conform_channels_and_size() -> None:
 
 
 def test_prepare_writes_dataset_and_stats(tmp_path: Path) -> None:
-    cfg = DataConfig(max_images=300, image_size=12)
+    cfg = section("data", max_images=300, image_size=12)
     raw = load_source(cfg, tmp_path / "raw")
     out = tmp_path / "prepared"
     meta = write_prepared(out, prepare_splits(raw, cfg.split, cfg.seed), "digits", raw.classes)

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from genpipe.data.dataset import load_prepared
+from tests.params import merge, raw_params
 
 
 def stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -24,7 +25,8 @@ def stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def write_params(folder: Path, data: dict) -> None:
-    (folder / "params.yaml").write_text(yaml.safe_dump({"data": data}))
+    """The shipped params.yaml with these `data` keys."""
+    (folder / "params.yaml").write_text(yaml.safe_dump(merge(raw_params(), {"data": data})))
 
 
 def test_download_then_prepare_digits(tmp_path: Path) -> None:

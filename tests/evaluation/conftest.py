@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from genpipe.config import EvaluatorConfig, GANConfig, VAEConfig
 from genpipe.models import save_model
 from genpipe.models.classifier import Classifier
 from genpipe.models.gan import Generator
 from genpipe.models.vae import VAE
+from tests.params import section
 
 SHAPE = (1, 8, 8)
 
@@ -20,19 +20,19 @@ SHAPE = (1, 8, 8)
 @pytest.fixture
 def tiny_vae() -> VAE:
     torch.manual_seed(0)
-    return VAE(VAEConfig(latent_dim=4, base_channels=8), SHAPE).eval()
+    return VAE(section("vae", latent_dim=4, base_channels=8), SHAPE).eval()
 
 
 @pytest.fixture
 def tiny_generator() -> Generator:
     torch.manual_seed(1)
-    return Generator(GANConfig(latent_dim=4, base_channels=8), SHAPE).eval()
+    return Generator(section("gan", latent_dim=4, base_channels=8), SHAPE).eval()
 
 
 @pytest.fixture
 def tiny_classifier() -> Classifier:
     torch.manual_seed(2)
-    return Classifier(EvaluatorConfig(feature_dim=16), SHAPE, n_classes=10).eval()
+    return Classifier(section("evaluator", feature_dim=16), SHAPE, n_classes=10).eval()
 
 
 @pytest.fixture

@@ -3,17 +3,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genpipe.config import EvaluateConfig
 from genpipe.evaluation.corruptions import (
     Corruption,
     center_block_mask,
     corrupt,
     corruptions_from_config,
 )
+from tests.params import section
 
 
 def test_names_follow_the_protocol() -> None:
-    config = EvaluateConfig(noise_sigmas=[0.1, 0.3, 0.5])
+    config = section("evaluate", noise_sigmas=[0.1, 0.3, 0.5])
     names = [c.name for c in corruptions_from_config(config)]
     assert names == [
         "denoise_sigma0.1",
@@ -26,7 +26,7 @@ def test_names_follow_the_protocol() -> None:
 
 @pytest.mark.parametrize("name", ["denoise_sigma0.3", "inpaint_center", "inpaint_random"])
 def test_corruptions_are_deterministic_per_seed(digits_test: torch.Tensor, name: str) -> None:
-    corruption = {c.name: c for c in corruptions_from_config(EvaluateConfig())}[name]
+    corruption = {c.name: c for c in corruptions_from_config(section("evaluate"))}[name]
     a, mask_a = corrupt(digits_test, corruption, seed=0)
     b, mask_b = corrupt(digits_test, corruption, seed=0)
     c, _ = corrupt(digits_test, corruption, seed=1)

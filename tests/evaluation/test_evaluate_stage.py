@@ -7,10 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from genpipe.config import EvaluateConfig
+from genpipe.evaluation.evaluate import evaluate
+from genpipe.evaluation.inputs import EvaluateInputError, load_inputs
+from genpipe.evaluation.outputs import write_outputs
 from genpipe.models import save_model
 from tests.evaluation.conftest import save_tiny_models, write_run_json
+from tests.params import TINY as TINY_PARAMS
+from tests.params import merge, raw_params, section
 
 TINY = {
     "n_samples": 40,
@@ -64,12 +69,17 @@ def check_outputs_summary(summary: dict) -> None:
 
 def check_report_schema(report: dict) -> None:
     """docs/ARCHITECTURE.md, data/eval/report.json: the registry reads exactly these keys."""
-    top = {"protocol_hash", "protocol", "data_hash", "evaluator_hash", "models", "generation"}
-    assert set(report) == top | {"restoration"}
+    top = {"protocol_hash", "protocol", "dataset", "data_hash", "evaluator_hash", "models"}
+    assert set(report) == top | {"generation", "restoration"}
     assert len(report["protocol_hash"]) == 64 and isinstance(report["protocol"], dict)
     assert set(report["models"]) == {"vae", "gan"}
-    assert set(report["models"]["vae"]) == {"checkpoint", "run_id"}
-    assert set(report["models"]["gan"]) == {"checkpoint", "run_id", "selected_snapshot"}
+    assert set(report["models"]["vae"]) == {"checkpoint", "weights_hash", "run_id"}
+    assert set(report["models"]["gan"]) == {
+        "checkpoint",
+        "weights_hash",
+        "run_id",
+        "selected_snapshot",
+    }
     assert set(report["generation"]) == {"vae", "gan", "real"}
     for scores in report["generation"].values():
         assert set(scores) == METRICS
@@ -96,22 +106,25 @@ def models_dir(tmp_path: Path, tiny_vae, tiny_generator, tiny_classifier) -> Pat
     return root
 
 
+def _run(models: Path, prepared: Path, config) -> object:
+    cpu = torch.device("cpu")
+    inputs = load_inputs(prepared, models / "vae", models / "gan", models / "evaluator", cpu)
+    return evaluate(inputs, config, cpu)
+
+
 def test_evaluation_writes_the_report_and_outputs(
     tmp_path: Path, digits_prepared: Path, models_dir: Path
 ) -> None:
-    from genpipe.evaluation.run import EvaluatePaths, evaluate_models, write_outputs
-
     for name in ("vae", "gan"):
         write_run_json(models_dir / name, f"run-{name}", "0", "genpipe-digits")
-    paths = EvaluatePaths(
-        digits_prepared, models_dir / "vae", models_dir / "gan", models_dir / "evaluator",
-        tmp_path / "eval", tmp_path / "metrics" / "evaluate.json",
-    )  # fmt: skip
-    evaluation = evaluate_models(paths, EvaluateConfig.model_validate(TINY))
-    write_outputs(evaluation, paths)
+    config = section("evaluate", **TINY)
+    evaluation = _run(models_dir, digits_prepared, config)
+    metrics = tmp_path / "metrics" / "evaluate.json"
+    write_outputs(evaluation, tmp_path / "eval", metrics)
 
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     check_report_schema(report)
+    assert report["dataset"] == "digits"
     assert report["models"]["gan"]["selected_snapshot"] in {"epoch_0001", "epoch_0002"}
     assert report["models"]["gan"]["checkpoint"].endswith(
         f"{report['models']['gan']['selected_snapshot']}.pt"
@@ -119,7 +132,7 @@ def test_evaluation_writes_the_report_and_outputs(
     assert report["models"]["vae"]["run_id"] == "run-vae"
     assert report["protocol"]["n_samples"] == 40 and report["protocol"]["n_restore"] == 6
 
-    flat = json.loads(paths.metrics.read_text())
+    flat = json.loads(metrics.read_text())
     assert {"generation.gan.fd", "generation.gan.fd_ci_low", "generation.real.fd"} <= set(flat)
     assert {"restoration.vae.denoise_sigma0.3.psnr", "restoration.vae.mean_psnr"} <= set(flat)
     assert flat.pop("protocol_hash") == report["protocol_hash"]
@@ -132,51 +145,55 @@ def test_evaluation_writes_the_report_and_outputs(
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(CORRUPTIONS) * 5
 
-    again = evaluate_models(paths, EvaluateConfig.model_validate(TINY))
+    again = _run(models_dir, digits_prepared, config)
     assert again.report == evaluation.report  # same inputs, same numbers, same protocol hash
-    changed = evaluate_models(paths, EvaluateConfig.model_validate({**TINY, "seed": 1}))
+    changed = _run(models_dir, digits_prepared, section("evaluate", **{**TINY, "seed": 1}))
     assert changed.report["protocol_hash"] != report["protocol_hash"]
 
 
-def test_missing_run_json_names_the_file(
+def test_missing_run_json_names_the_file(digits_prepared: Path, models_dir: Path) -> None:
+    with pytest.raises(EvaluateInputError, match=r"vae/run.json: not found"):
+        _run(models_dir, digits_prepared, section("evaluate", **TINY))
+
+
+def test_a_model_for_other_images_names_the_stage_to_rerun(
     tmp_path: Path, digits_prepared: Path, models_dir: Path
 ) -> None:
-    from genpipe.evaluation.run import EvaluateInputError, EvaluatePaths, evaluate_models
+    from genpipe.models.vae import VAE
 
-    paths = EvaluatePaths(
-        digits_prepared, models_dir / "vae", models_dir / "gan", models_dir / "evaluator",
-        tmp_path / "eval", tmp_path / "evaluate.json",
-    )  # fmt: skip
-    with pytest.raises(EvaluateInputError, match=r"vae/run.json: not found"):
-        evaluate_models(paths, EvaluateConfig.model_validate(TINY))
+    for name in ("vae", "gan"):
+        write_run_json(models_dir / name, f"run-{name}", "0", "genpipe-digits")
+    other = VAE(section("vae", base_channels=8), (1, 28, 28))
+    save_model(models_dir / "vae" / "model.pt", other, "vae")
+    with pytest.raises(EvaluateInputError, match=r"retrain it \(`dvc repro train_vae`\)"):
+        _run(models_dir, digits_prepared, section("evaluate", **TINY))
 
 
 @pytest.mark.slow
 def test_both_stage_clis_on_tiny_real_models(
     tmp_path: Path, digits_prepared: Path, tiny_vae, tiny_generator
 ) -> None:
-    """train_evaluator then evaluate, as DVC runs them; everything lands in MLflow."""
+    """train_evaluator then evaluate, as DVC runs them; both land in MLflow with real times."""
     import mlflow
     import yaml
 
-    from genpipe.stages import evaluate, train_evaluator
-    from genpipe.tracking import tracked_run
+    from genpipe.stages import evaluate as evaluate_stage
+    from genpipe.stages import train as train_stage
 
     models = tmp_path / "models"
     save_tiny_models(models, tiny_vae, tiny_generator)
-    for name in ("vae", "gan"):  # the training runs the evaluation reopens
-        with tracked_run("genpipe-digits", f"train_{name}") as run:
-            pass
-        write_run_json(models / name, run.info.run_id, run.info.experiment_id, "genpipe-digits")
+    for name in ("vae", "gan"):
+        write_run_json(models / name, f"run-{name}", "0", "genpipe-digits")
     params = tmp_path / "params.yaml"
-    evaluator = {"epochs": 3, "min_test_accuracy": 0.5}
-    params.write_text(yaml.safe_dump({"evaluator": evaluator, "evaluate": TINY}))
+    update = {"evaluator": {"epochs": 3, "min_test_accuracy": 0.5}, "evaluate": TINY}
+    params.write_text(yaml.safe_dump(merge(merge(raw_params(), TINY_PARAMS), update)))
 
     common = ["--params", str(params), "--prepared", str(digits_prepared)]
-    assert train_evaluator.main(
-        [*common, "--out", str(models / "evaluator"), "--metrics", str(tmp_path / "evaluator.json")]
+    assert train_stage.main(
+        [*common, "--task", "evaluator", "--out", str(models / "evaluator"),
+         "--work", str(tmp_path / "work"), "--metrics", str(tmp_path / "evaluator.json")]
     ) == 0  # fmt: skip
-    code = evaluate.main(
+    code = evaluate_stage.main(
         [*common, "--vae", str(models / "vae"), "--gan", str(models / "gan"),
          "--evaluator", str(models / "evaluator"), "--out", str(tmp_path / "eval"),
          "--metrics", str(tmp_path / "evaluate.json")]
@@ -188,17 +205,19 @@ def test_both_stage_clis_on_tiny_real_models(
 
     runs = mlflow.search_runs(experiment_names=["genpipe-digits"], output_format="list")
     by_name = {r.info.run_name: r for r in runs}
-    assert {"train_evaluator", "evaluate", "train_vae", "train_gan"} <= set(by_name)
+    assert {"train_evaluator", "evaluate"} <= set(by_name)
     evaluate_run = by_name["evaluate"]
+    assert evaluate_run.info.status == "FINISHED"
     assert evaluate_run.data.tags["genpipe.protocol_hash"] == report["protocol_hash"]
+    assert evaluate_run.data.tags["genpipe.train_run_id.vae"] == "run-vae"
     assert evaluate_run.data.metrics["generation.gan.fd"] == pytest.approx(
         flat["generation.gan.fd"]
     )
-    for name in ("vae", "gan"):
-        model_run = mlflow.get_run(report["models"][name]["run_id"])
-        assert model_run.data.tags["genpipe.protocol_hash"] == report["protocol_hash"]
-        assert f"eval.generation.{name}.fd" in model_run.data.metrics
-        artifacts = mlflow.artifacts.list_artifacts(
-            run_id=model_run.info.run_id, artifact_path="eval/panels"
-        )
-        assert {Path(a.path).name for a in artifacts} == {f"{c}.png" for c in CORRUPTIONS}
+    # the run's duration is the stage's: it covers the generation and restoration phases
+    seconds = evaluate_run.data.metrics
+    took = (evaluate_run.info.end_time - evaluate_run.info.start_time) / 1000
+    assert took >= seconds["seconds.generation"] + seconds["seconds.restoration"]
+    artifacts = mlflow.artifacts.list_artifacts(
+        run_id=evaluate_run.info.run_id, artifact_path="panels"
+    )
+    assert {Path(a.path).name for a in artifacts} == {f"{c}.png" for c in CORRUPTIONS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genpipe.evaluation.metrics import MetricInputError, bootstrap_ci, mean_ci
+from genpipe.evaluation.metrics import MetricInputError, mean_ci
 
 
 def _values(n: int, seed: int = 0) -> torch.Tensor:
@@ -23,28 +23,16 @@ def test_mean_ci_brackets_the_mean_with_the_normal_width() -> None:
     assert (hi - lo) / 2 == pytest.approx(normal_half_width, rel=0.1)
 
 
-def test_bootstrap_ci_and_mean_ci_agree_on_the_same_draws() -> None:
-    values = _values(150, seed=2)
-    lo, hi = bootstrap_ci(
-        lambda idx: float(values[idx].mean()),
-        n=150,
-        n_boot=300,
-        generator=torch.Generator().manual_seed(3),
-    )
-    _, lo_mean, hi_mean = mean_ci(values, n_boot=300, generator=torch.Generator().manual_seed(3))
-    assert (lo, hi) == pytest.approx((lo_mean, hi_mean))
-
-
-def test_bootstrap_ci_narrows_with_alpha_and_is_reproducible() -> None:
+def test_mean_ci_narrows_with_alpha_and_is_reproducible() -> None:
     values = _values(100, seed=4)
 
-    def median(idx: torch.Tensor) -> float:
-        return float(values[idx].median())
+    def ci(alpha: float) -> tuple[float, float, float]:
+        return mean_ci(values, 500, torch.Generator().manual_seed(5), alpha=alpha)
 
-    wide = bootstrap_ci(median, 100, 500, torch.Generator().manual_seed(5), alpha=0.01)
-    narrow = bootstrap_ci(median, 100, 500, torch.Generator().manual_seed(5), alpha=0.5)
-    assert wide[0] < narrow[0] < narrow[1] < wide[1]
-    assert wide == bootstrap_ci(median, 100, 500, torch.Generator().manual_seed(5), alpha=0.01)
+    _, wide_lo, wide_hi = ci(0.01)
+    _, narrow_lo, narrow_hi = ci(0.5)
+    assert wide_lo < narrow_lo < narrow_hi < wide_hi
+    assert ci(0.01) == ci(0.01)
 
 
 def test_bootstrap_rejects_bad_arguments() -> None:

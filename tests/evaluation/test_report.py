@@ -2,17 +2,16 @@ from __future__ import annotations
 
 import torch
 
-from genpipe.config import EvaluateConfig
 from genpipe.evaluation.corruptions import Corruption
 from genpipe.evaluation.report import (
     flat_metrics,
     protocol_hash,
     restoration_rows,
     summarise_restoration,
-    weights_hash,
 )
 from genpipe.evaluation.restoration_eval import CorruptionResult
-from genpipe.models.checkpoint import model_record
+from genpipe.models.checkpoint import model_record, weights_hash
+from tests.params import section
 
 
 def fake_results() -> list[CorruptionResult]:
@@ -43,12 +42,12 @@ def test_weights_hash_tracks_the_weights(tiny_classifier) -> None:
 
 
 def test_protocol_hash_changes_with_each_ingredient() -> None:
-    base = protocol_hash(EvaluateConfig(), "data1", "eval1")
-    assert base == protocol_hash(EvaluateConfig(), "data1", "eval1")
+    base = protocol_hash(section("evaluate"), "data1", "eval1")
+    assert base == protocol_hash(section("evaluate"), "data1", "eval1")
     assert len(base) == 64
-    assert base != protocol_hash(EvaluateConfig(n_restore=8), "data1", "eval1")
-    assert base != protocol_hash(EvaluateConfig(), "data2", "eval1")
-    assert base != protocol_hash(EvaluateConfig(), "data1", "eval2")
+    assert base != protocol_hash(section("evaluate", n_restore=8), "data1", "eval1")
+    assert base != protocol_hash(section("evaluate"), "data2", "eval1")
+    assert base != protocol_hash(section("evaluate"), "data1", "eval2")
 
 
 def test_restoration_summary_follows_the_schema() -> None:

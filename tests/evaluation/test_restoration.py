@@ -5,7 +5,7 @@ import torch
 
 from genpipe.config.evaluate import LatentSearchConfig
 from genpipe.evaluation.corruptions import Corruption, corrupt
-from genpipe.evaluation.restoration import RestorationError, latent_search, restore
+from genpipe.models.restoration import RestorationError, latent_search, restore
 
 SEARCH = LatentSearchConfig(steps=10, restarts=2, lr=0.1, prior_weight=1e-3)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from genpipe.config import GANConfig, VAEConfig
 from genpipe.models import load_model, save_model
 from genpipe.models.gan import Discriminator, Generator
 from genpipe.models.vae import VAE, VAEOutput
+from tests.params import section
 
 SHAPES = [(1, 8, 8), (1, 16, 16), (1, 28, 28), (3, 32, 32)]
 LIKELIHOODS = ["bernoulli", "continuous_bernoulli", "gaussian"]
@@ -26,7 +26,7 @@ CASES = [(s, "bernoulli") for s in SHAPES] + [((1, 8, 8), lik) for lik in LIKELI
 )
 def test_vae_structured_output(shape: tuple[int, int, int], likelihood: str) -> None:
     torch.manual_seed(0)
-    vae = VAE(VAEConfig(latent_dim=5, base_channels=8, likelihood=likelihood), shape)
+    vae = VAE(section("vae", latent_dim=5, base_channels=8, likelihood=likelihood), shape)
     x = torch.rand(3, *shape)
     out = vae(x, kl_weight=0.5)
     assert isinstance(out, VAEOutput)
@@ -49,7 +49,7 @@ def test_vae_structured_output(shape: tuple[int, int, int], likelihood: str) -> 
 @pytest.mark.parametrize("spectral_norm", [True, False])
 def test_gan_shapes_and_ranges(shape: tuple[int, int, int], spectral_norm: bool) -> None:
     torch.manual_seed(0)
-    config = GANConfig(latent_dim=6, base_channels=8, spectral_norm=spectral_norm)
+    config = section("gan", latent_dim=6, base_channels=8, spectral_norm=spectral_norm)
     g, d = Generator(config, shape), Discriminator(config, shape)
     fake = g(torch.randn(3, 6)).detach()
     assert fake.shape == (3, *shape)
@@ -64,7 +64,7 @@ def test_gan_shapes_and_ranges(shape: tuple[int, int, int], spectral_norm: bool)
 def test_channels_last_gives_the_same_outputs() -> None:
     """Training runs in channels_last; it must be a layout change only."""
     torch.manual_seed(0)
-    vae = VAE(VAEConfig(base_channels=8), (1, 28, 28)).eval()
+    vae = VAE(section("vae", base_channels=8), (1, 28, 28)).eval()
     x = torch.rand(4, 1, 28, 28)
     ref = vae.reconstruct(x)
     vae = vae.to(memory_format=torch.channels_last)
@@ -74,8 +74,8 @@ def test_channels_last_gives_the_same_outputs() -> None:
 
 def test_model_files_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    vae = VAE(VAEConfig(base_channels=8, likelihood="gaussian"), (1, 8, 8)).eval()
-    g = Generator(GANConfig(base_channels=8), (1, 28, 28)).eval()
+    vae = VAE(section("vae", base_channels=8, likelihood="gaussian"), (1, 8, 8)).eval()
+    g = Generator(section("gan", base_channels=8), (1, 28, 28)).eval()
     save_model(tmp_path / "vae.pt", vae, "vae", {"epoch": 3})
     save_model(tmp_path / "g.pt", g, "generator")
     z = torch.randn(2, vae.latent_dim)

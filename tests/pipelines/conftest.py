@@ -24,15 +24,8 @@ def prefect_harness() -> Iterator[None]:
 def fake_project(project_copy: Path) -> Path:
     """The project copy with dvc.yaml replaced by the same stage graph of fake, fast stages.
 
-    params.yaml holds genpipe.config's defaults, so the copy is valid whatever state the shared
-    params.yaml is in while others edit it.
+    params.yaml is the project's own (copied with the project).
     """
-    import yaml
-
-    from genpipe.config import Params
-
-    defaults = Params().model_dump(mode="json", by_alias=True)
-    (project_copy / "params.yaml").write_text(yaml.safe_dump(defaults, sort_keys=False))
     shutil.copy(HERE / "fake_stage.py", project_copy / "fake_stage.py")
     shutil.copy(HERE / "fake_dvc.yaml", project_copy / "dvc.yaml")
     (project_copy / "dvc.lock").unlink(missing_ok=True)

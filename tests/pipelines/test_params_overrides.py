@@ -9,15 +9,14 @@ import pytest
 import yaml
 
 from pipelines.params_overrides import OverrideError, apply_overrides, as_override_strings
+from tests.params import raw_params
 
 
 @pytest.fixture
 def params(tmp_path: Path) -> Path:
-    from genpipe.config import Params
-
     path = tmp_path / "project" / "params.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump(Params().model_dump(mode="json", by_alias=True)))
+    path.write_text(yaml.safe_dump(raw_params()))
     return path
 
 

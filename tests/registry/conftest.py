@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import venv_bin
+from tests.params import section
 
 SHAPE = (1, 8, 8)
 
@@ -23,7 +24,6 @@ SHAPE = (1, 8, 8)
 @pytest.fixture
 def tiny_models(tmp_path: Path) -> dict[str, Path]:
     """data/models/{vae,gan} with a tiny untrained VAE and generator (8x8 digits shape)."""
-    from genpipe.config import GANConfig, VAEConfig
     from genpipe.models import save_model
     from genpipe.models.gan import Generator
     from genpipe.models.vae import VAE
@@ -31,9 +31,9 @@ def tiny_models(tmp_path: Path) -> dict[str, Path]:
     torch.manual_seed(0)
     dirs = {"vae": tmp_path / "models" / "vae", "gan": tmp_path / "models" / "gan"}
     save_model(
-        dirs["vae"] / "model.pt", VAE(VAEConfig(latent_dim=4, base_channels=4), SHAPE), "vae"
+        dirs["vae"] / "model.pt", VAE(section("vae", latent_dim=4, base_channels=4), SHAPE), "vae"
     )
-    gen = Generator(GANConfig(latent_dim=4, base_channels=4), SHAPE).eval()
+    gen = Generator(section("gan", latent_dim=4, base_channels=4), SHAPE).eval()
     save_model(dirs["gan"] / "snapshots" / "epoch_0002.pt", gen, "generator")
     save_model(dirs["gan"] / "model.pt", gen, "generator")
     for family, folder in dirs.items():

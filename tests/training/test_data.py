@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genpipe.config import TrainConfig
-from genpipe.training import device
+from genpipe import device
 from genpipe.training.data import Batches
+from tests.params import section
 
-RUNTIME = device.resolve(TrainConfig(device="cpu"))
+RUNTIME = device.resolve(section("runtime", device="cpu"))
+
+
+def make(images: np.ndarray, batch: int, seed: int, max_bytes: int = 10**9) -> Batches:
+    labels = np.arange(len(images), dtype=np.int64)  # label i marks image i
+    order = torch.Generator().manual_seed(seed)
+    return Batches(images, labels, batch, RUNTIME, order, max_bytes, 0, True, False)
 
 
 def _images(n: int = 50) -> np.ndarray:
@@ -17,25 +23,36 @@ def _images(n: int = 50) -> np.ndarray:
 
 
 def test_each_epoch_is_a_permutation_without_repeats() -> None:
-    batches = Batches(_images(), 16, RUNTIME, torch.Generator().manual_seed(0), 10**9)
+    batches = make(_images(), 16, 0)
     assert batches.on_device is not None and len(batches) == 3  # 50 // 16, last partial dropped
-    epoch1 = torch.cat([b[:, 0, 0, 0] for b in batches])
-    epoch2 = torch.cat([b[:, 0, 0, 0] for b in batches])
+    epoch1 = torch.cat([x[:, 0, 0, 0] for x, _ in batches])
+    epoch2 = torch.cat([x[:, 0, 0, 0] for x, _ in batches])
     assert len(set(epoch1.tolist())) == 48 and not torch.equal(epoch1, epoch2)
     assert float(epoch1.max()) <= 1.0  # scaled to [0, 1]
+    for x, y in batches:  # labels travel with their images
+        assert torch.equal(x[:, 0, 0, 0], (y * 4).float() / 255)
 
 
 def test_dataloader_path_matches_device_path() -> None:
-    resident = Batches(_images(), 16, RUNTIME, torch.Generator().manual_seed(3), 10**9)
-    loader = Batches(_images(), 16, RUNTIME, torch.Generator().manual_seed(3), 1, num_workers=0)
+    resident = make(_images(), 16, 3)
+    loader = make(_images(), 16, 3, max_bytes=1)
     assert resident.on_device is not None and loader.on_device is None
     for _ in range(2):
         got = list(loader)
         want = list(resident)
         assert len(got) == len(want) == 3
-        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+        for (gx, gy), (wx, wy) in zip(got, want, strict=True):
+            assert torch.equal(gx, wx) and torch.equal(gy, wy)
 
 
 def test_batch_larger_than_data_is_clamped() -> None:
-    batches = Batches(_images(10), 64, RUNTIME, torch.Generator().manual_seed(0), 10**9)
-    assert [len(b) for b in batches] == [10]
+    batches = make(_images(10), 64, 0)
+    assert [len(x) for x, _ in batches] == [10]
+
+
+def test_keeping_the_last_partial_batch() -> None:
+    order = torch.Generator().manual_seed(0)
+    labels = np.arange(50, dtype=np.int64)
+    batches = Batches(_images(), labels, 16, RUNTIME, order, 10**9, 0, False, False)
+    sizes = [len(y) for _, y in batches]
+    assert sizes == [16, 16, 16, 2] and len(batches) == 4

@@ -7,37 +7,38 @@ from pathlib import Path
 
 import torch
 
-from genpipe.config import GANConfig, TrainConfig
-from genpipe.data.dataset import Split
-from genpipe.training import device
-from genpipe.training.gan import GANTask, d_loss_fn, g_loss_fn
-
-RUNTIME = device.resolve(TrainConfig(device="cpu"))
+from genpipe.data.dataset import load_prepared
+from genpipe.models.gan import discriminator_loss, generator_loss
+from genpipe.training.optim import adam
+from tests.params import tiny_params
+from tests.training.helpers import build_task
 
 
 def test_gan_step_matches_a_plain_step_without_d_weight_grads_in_the_g_step(
-    digits_splits: dict, tmp_path: Path
+    digits_prepared: Path, tmp_path: Path
 ) -> None:
-    split: Split = digits_splits["train"]
-    x = split.as_float()[:16].contiguous(memory_format=torch.channels_last)
-    config = GANConfig(base_channels=8, latent_dim=8)
-    task = GANTask(config, (1, 8, 8), RUNTIME, 0, epochs=1, snapshot_dir=tmp_path)
+    params = tiny_params()
+    config = params.gan
+    task = build_task("gan", params, digits_prepared, tmp_path)
+    x = load_prepared(digits_prepared).train.as_float()[:16]
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.zeros(len(x), dtype=torch.long)
     # the reference: same initial weights and noise, a plain loop where the G step's backward
-    # also runs through D's weights (the seed's style)
+    # also runs through D's weights
     G, D = copy.deepcopy(task.G), copy.deepcopy(task.D)
-    opt_g = device.adam(G.parameters(), config.lr.generator, config.betas, RUNTIME)
-    opt_d = device.adam(D.parameters(), config.lr.discriminator, config.betas, RUNTIME)
-    noise = torch.Generator().manual_seed(0 + 2)  # GANTask's noise seed
+    opt_g = adam(G.parameters(), config.lr.generator, config.betas, task.runtime)
+    opt_d = adam(D.parameters(), config.lr.discriminator, config.betas, task.runtime)
+    noise = torch.Generator().manual_seed(params.train.seed + 2)  # GANTask's noise seed
     for _ in range(3):  # several steps: D must still train after a frozen G step
-        task.train_step(x, 1)
+        task.train_step(x, y, 1)
         fake = G(torch.randn(len(x), config.latent_dim, generator=noise))
         d_real, d_fake = D(torch.cat([x, fake.detach()])).split(len(x))
         opt_d.zero_grad(set_to_none=True)
-        d_loss_fn(config.loss, d_real, d_fake).backward()
+        discriminator_loss(config.loss, d_real, d_fake).loss.backward()
         opt_d.step()
         d_step_grads = [p.grad.clone() for p in D.parameters()]
         opt_g.zero_grad(set_to_none=True)
-        g_loss_fn(config.loss, D(fake)).backward()
+        generator_loss(config.loss, D(fake)).loss.backward()
         opt_g.step()
 
         assert all(p.requires_grad for p in task.D.parameters())
@@ -48,3 +49,14 @@ def test_gan_step_matches_a_plain_step_without_d_weight_grads_in_the_g_step(
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for got, want in zip(task.D.parameters(), D.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_losses_have_the_textbook_values() -> None:
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
+    hinge = discriminator_loss("hinge", real, fake)
+    assert float(hinge.loss) == (0 + 0.5) / 2 + (0 + 1.5) / 2
+    assert (float(hinge.d_real), float(hinge.d_fake)) == (1.25, -0.75)
+    assert float(generator_loss("hinge", fake).loss) == 0.75
+    ns = discriminator_loss("non_saturating", real, fake)
+    want = torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
+    assert float(ns.loss) == float(want)

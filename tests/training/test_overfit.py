@@ -6,37 +6,34 @@ from pathlib import Path
 
 import torch
 
-from genpipe.config import GANConfig, TrainConfig, VAEConfig
-from genpipe.data.dataset import Split
-from genpipe.training import device
-from genpipe.training.gan import GANTask
-from genpipe.training.vae import VAETask
-
-RUNTIME = device.resolve(TrainConfig(device="cpu"))
+from genpipe.data.dataset import load_prepared
+from tests.params import tiny_params
+from tests.training.helpers import build_task
 
 
-def _batch(digits_splits: dict, n: int = 16) -> torch.Tensor:
-    split: Split = digits_splits["train"]
-    return split.as_float()[:n].contiguous(memory_format=torch.channels_last)
+def _batch(prepared: Path, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    train = load_prepared(prepared).train
+    x = train.as_float()[:n].contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(train.labels[:n])
 
 
-def test_vae_overfits_a_fixed_batch(digits_splits: dict) -> None:
-    x = _batch(digits_splits)
-    config = VAEConfig(base_channels=8, latent_dim=4, kl_warmup_epochs=0, lr=3e-3)
-    task = VAETask(config, (1, 8, 8), RUNTIME, 0, x)
-    first = float(task.train_step(x, 1)["train_loss"])
+def test_vae_overfits_a_fixed_batch(digits_prepared: Path, tmp_path: Path) -> None:
+    x, y = _batch(digits_prepared)
+    params = tiny_params({"vae": {"kl_warmup_epochs": 0, "lr": 3e-3}})
+    task = build_task("vae", params, digits_prepared, tmp_path)
+    first = float(task.train_step(x, y, 1)["train_loss"])
     for _ in range(150):
-        last = float(task.train_step(x, 1)["train_loss"])
-    assert last < 0.7 * first, (first, last)  # Bernoulli NLL + KL per image: 44 -> 24 nats here
+        last = float(task.train_step(x, y, 1)["train_loss"])
+    assert last < first - 20, (first, last)  # nats per image
 
 
-def test_gan_generator_moves_onto_a_fixed_batch(digits_splits: dict, tmp_path: Path) -> None:
+def test_gan_generator_moves_onto_a_fixed_batch(digits_prepared: Path, tmp_path: Path) -> None:
     """A GAN has no loss that must fall; what must fall is the distance from samples to the data."""
-    x = _batch(digits_splits)
-    config = GANConfig(
-        base_channels=8, latent_dim=8, ema_decay=0.9, lr={"generator": 2e-3, "discriminator": 2e-3}
+    x, y = _batch(digits_prepared)
+    params = tiny_params(
+        {"gan": {"ema_decay": 0.9, "lr": {"generator": 2e-3, "discriminator": 2e-3}}}
     )
-    task = GANTask(config, (1, 8, 8), RUNTIME, 0, epochs=1, snapshot_dir=tmp_path)
+    task = build_task("gan", params, digits_prepared, tmp_path)
 
     def distance() -> float:  # mean squared distance of EMA samples to their nearest real image
         fake = task.grids()["samples"].flatten(1)
@@ -44,6 +41,17 @@ def test_gan_generator_moves_onto_a_fixed_batch(digits_splits: dict, tmp_path: P
 
     before = distance()
     for _ in range(150):
-        losses = task.train_step(x, 1)
-    assert distance() < 0.6 * before, (before, distance())  # 9.8 -> 4.6 here
+        losses = task.train_step(x, y, 1)
+    assert distance() < 0.6 * before, (before, distance())
     assert float(losses["d_real"]) > float(losses["d_fake"])  # D separates real from fake
+
+
+def test_evaluator_fits_a_fixed_batch(digits_prepared: Path, tmp_path: Path) -> None:
+    x, y = _batch(digits_prepared, 64)
+    params = tiny_params({"evaluator": {"augment": False, "epochs": 10}})
+    task = build_task("evaluator", params, digits_prepared, tmp_path)
+    first = float(task.train_step(x, y, 1)["train_loss"])
+    for _ in range(60):
+        last = float(task.train_step(x, y, 1)["train_loss"])
+    assert last < 0.5 * first, (first, last)
+    assert (task.model(x).argmax(1) == y).float().mean() > 0.9

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from genpipe.training.reporting import save_grid, write_plots
+from genpipe.grids import save_grid
+from genpipe.training.reporting import write_plots
 
 
 def test_plots_csv_has_epoch_first_and_one_row_per_epoch(tmp_path: Path) -> None:
@@ -25,6 +26,6 @@ def test_plots_csv_has_epoch_first_and_one_row_per_epoch(tmp_path: Path) -> None
 
 
 def test_small_images_are_upscaled_in_the_grid(tmp_path: Path) -> None:
-    save_grid(tmp_path / "g.png", torch.rand(16, 1, 8, 8), nrow=8)
+    save_grid(tmp_path / "g.png", torch.rand(16, 1, 8, 8), per_row=8)
     width, height = Image.open(tmp_path / "g.png").size
     assert (width, height) == (8 * 32 + 9 * 2, 2 * 32 + 3 * 2)

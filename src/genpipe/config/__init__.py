@@ -6,15 +6,25 @@ reported as such instead of surfacing as a KeyError deep inside a stage.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from genpipe.config.base import Section
 from genpipe.config.data import DataConfig, ValidateConfig
-from genpipe.config.evaluate import EvaluateConfig, RegisterConfig
-from genpipe.config.train import EvaluatorConfig, GANConfig, TrainConfig, VAEConfig
+from genpipe.config.evaluate import EvaluateConfig, LatentSearchConfig, RegisterConfig
+from genpipe.config.train import (
+    EvaluatorConfig,
+    GANConfig,
+    RuntimeConfig,
+    TrainConfig,
+    VAEConfig,
+)
 from genpipe.errors import GenpipeError
 
 __all__ = [
@@ -23,8 +33,11 @@ __all__ = [
     "EvaluateConfig",
     "EvaluatorConfig",
     "GANConfig",
+    "LatentSearchConfig",
     "Params",
     "RegisterConfig",
+    "RuntimeConfig",
+    "Section",
     "TrainConfig",
     "VAEConfig",
     "ValidateConfig",
@@ -36,41 +49,64 @@ class ConfigError(GenpipeError, ValueError):
     """params.yaml is missing, unreadable or invalid; the message names file and key."""
 
 
-class Params(Section):
-    """The whole params.yaml: one top-level section per stage."""
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml: one top-level section per stage (plus `runtime`)."""
 
-    data: DataConfig = DataConfig()
-    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
-    train: TrainConfig = TrainConfig()
-    vae: VAEConfig = VAEConfig()
-    gan: GANConfig = GANConfig()
-    evaluator: EvaluatorConfig = EvaluatorConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+    data: DataConfig
+    validate: ValidateConfig
+    train: TrainConfig
+    runtime: RuntimeConfig
+    vae: VAEConfig
+    gan: GANConfig
+    evaluator: EvaluatorConfig
+    evaluate: EvaluateConfig
+    register: RegisterConfig
 
     @classmethod
-    def from_dict(cls, raw: dict, source: str = "params") -> Params:
+    def sections(cls) -> dict[str, type[Section]]:
+        """Section name -> its config class, in params.yaml order."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "params") -> Params:
         """Validate a params mapping; raise ConfigError naming each bad dotted key."""
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+        problems: list[str] = []
+        sections: dict[str, Section] = {}
+        for name in sorted(set(raw) - set(cls.sections())):
+            problems.append(f"  - {name}: unknown section (misspelt?); remove it")
+        for name, section in cls.sections().items():
+            if name not in raw:
+                problems.append(f"  - {name}: missing section")
+                continue
+            try:
+                sections[name] = section.model_validate(raw[name])
+            except ValidationError as exc:
+                problems += _describe(exc, name)
+        if problems:
+            raise ConfigError("\n".join([f"invalid {source}:", *problems, _FIX]))
+        return cls(**sections)  # type: ignore[arg-type]
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid {source}:"]
+_FIX = "Fix these keys (params.yaml is the reference for every key) and run again."
+
+
+def _describe(exc: ValidationError, section: str) -> list[str]:
+    lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        key = ".".join([section, *(str(p) for p in err["loc"])])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (misspelt?); remove it or check the spelling"
-        lines.append(f"  - {key or '<root>'}: {msg} (got {err.get('input')!r})")
-    lines.append("Fix these keys and run again.")
-    return "\n".join(lines)
+        elif err["type"] == "missing":
+            msg = "missing key"
+        lines.append(f"  - {key}: {msg} (got {err.get('input')!r})")
+    return lines
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file."""
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """params.yaml as a plain mapping, with errors that name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -86,4 +122,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(
             f"{path}: top level must be a mapping of sections, got {type(raw).__name__}"
         )
-    return Params.from_dict(raw, source=str(path))
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    return Params.from_dict(read_params_file(path), source=str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,11 +17,11 @@ IDX_DATASETS = ("mnist", "fashion-mnist", "kmnist")
 class DownloadConfig(Section):
     """How IDX files are fetched: mirrors are tried in order, each with retries and backoff."""
 
-    mirrors: list[str] = Field(default_factory=list)
-    splits: list[Literal["train", "t10k"]] = Field(default=["t10k"], min_length=1)
-    retries: int = Field(default=3, ge=0)
-    backoff_seconds: float = Field(default=0.5, ge=0)
-    timeout_seconds: PositiveFloat = 30.0
+    mirrors: list[str]
+    splits: list[Literal["train", "t10k"]] = Field(min_length=1)
+    retries: int = Field(ge=0)
+    backoff_seconds: float = Field(ge=0)
+    timeout_seconds: PositiveFloat
 
     @field_validator("mirrors")
     @classmethod
@@ -57,14 +58,26 @@ class SplitFractions(Section):
 class DataConfig(Section):
     """`data:` which images to use and how they are split."""
 
-    dataset: DatasetName = "digits"
-    folder: Path | None = None
-    image_size: PositiveInt | None = None
-    channels: Literal[1, 3] | None = None
-    max_images: PositiveInt | None = None
-    seed: int = 0
-    split: SplitFractions = SplitFractions(train=0.7, val=0.15, test=0.15)
-    download: DownloadConfig = DownloadConfig()
+    dataset: DatasetName
+    folder: Path | None
+    image_size: PositiveInt | None
+    channels: Literal[1, 3] | None
+    max_images: PositiveInt | None
+    seed: int
+    split: SplitFractions
+    download: DownloadConfig
+
+    @property
+    def name(self) -> str:
+        """The dataset's name in experiment and registered-model names.
+
+        A folder dataset is named after its folder, so two image folders never share a
+        registered model (and one's champion never judges the other's images).
+        """
+        if self.dataset != "folder" or self.folder is None:
+            return self.dataset
+        slug = re.sub(r"[^a-z0-9]+", "-", self.folder.resolve().name.lower()).strip("-")
+        return f"folder-{slug or 'images'}"
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:
@@ -94,19 +107,13 @@ class Bounds(Section):
 class ValidateConfig(Section):
     """`validate:` the data contract enforced by Great Expectations before training."""
 
-    min_rows: dict[Literal["train", "val", "test"], PositiveInt] = {
-        "train": 100,
-        "val": 20,
-        "test": 20,
-    }
-    class_proportion: Bounds = Bounds(min=0.02, max=0.5)
-    image_mean: Bounds = Bounds(min=0.02, max=0.98)
-    image_std: Bounds = Bounds(min=0.01, max=0.5)
-    pixel_range: Bounds = Bounds(min=0, max=255)
-    expected_labels: list[int] | None = None
-    leakage_splits: list[Literal["train", "val", "test"]] = Field(
-        default=["train", "test"], min_length=2
-    )
+    min_rows: dict[Literal["train", "val", "test"], PositiveInt]
+    class_proportion: Bounds
+    image_mean: Bounds
+    image_std: Bounds
+    pixel_range: Bounds
+    expected_labels: list[int] | None
+    leakage_splits: list[Literal["train", "val", "test"]] = Field(min_length=2)
 
     @field_validator("pixel_range")
     @classmethod

@@ -61,6 +61,11 @@ class PreparedData:
     def data_hash(self) -> str:
         return str(self.meta["data_hash"])
 
+    @property
+    def dataset(self) -> str:
+        """The dataset's name in experiment and model names (e.g. digits, mnist, folder-cats)."""
+        return str(self.meta["dataset"])
+
     def split(self, name: str) -> Split:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 

@@ -108,7 +108,7 @@ def load_source(cfg: DataConfig, download_dir: Path) -> RawData:
         paths, labels, classes = image_folder.list_folder(cfg.folder)
         keep = stratified_first_n(labels, cfg.max_images)
         images = image_folder.read_images([paths[i] for i in keep], cfg.image_size, cfg.channels)
-        info = {"dataset": "folder", "folder": str(cfg.folder), "n_files": len(paths)}
+        info = {"dataset": cfg.name, "folder": str(cfg.folder), "n_files": len(paths)}
         raw = RawData(images, labels[keep], classes, info)
     else:
         raw = load_idx(cfg.dataset, cfg.download, Path(download_dir))

@@ -23,9 +23,6 @@ class Embedded:
     def __len__(self) -> int:
         return self.features.shape[0]
 
-    def subset(self, idx: Tensor) -> Embedded:
-        return Embedded(self.features[idx], self.probs[idx])
-
 
 @torch.no_grad()
 def embed(classifier: Classifier, images: Tensor, batch_size: int = 1024) -> Embedded:

@@ -15,20 +15,10 @@ import torch
 
 from genpipe.config import EvaluateConfig
 from genpipe.evaluation import metrics
-from genpipe.evaluation.restoration import METHOD_MODEL, METHODS
+from genpipe.evaluation.corruptions import corruptions_from_config
+from genpipe.evaluation.inputs import EvaluationInputs, ModelFile
 from genpipe.evaluation.restoration_eval import BASELINES, CorruptionResult
-
-
-def weights_hash(record: dict) -> str:
-    """sha256 of a model record's kind, config, args and tensors (not the file's zip bytes)."""
-    h = hashlib.sha256()
-    head = {k: record.get(k) for k in ("kind", "config", "image_shape", "model_args")}
-    h.update(json.dumps(head, sort_keys=True).encode())
-    for name, tensor in sorted(record["state_dict"].items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+from genpipe.models.restoration import METHOD_MODEL, METHODS
 
 
 def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -> str:
@@ -39,6 +29,48 @@ def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -
         "evaluator_hash": evaluator_hash,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def build_report(
+    inputs: EvaluationInputs,
+    config: EvaluateConfig,
+    gan_selection: tuple[ModelFile, str],
+    generation: dict[str, Any],
+    results: list[CorruptionResult],
+) -> dict[str, Any]:
+    """The report.json document (schema in docs/ARCHITECTURE.md)."""
+    data, (gan, selected) = inputs.data, gan_selection
+    return {
+        "protocol_hash": protocol_hash(config, data.data_hash, inputs.evaluator.weights_hash),
+        "protocol": {
+            "evaluate": config.model_dump(mode="json"),
+            "reference_split": "test",
+            "real_floor": "train images (distinct, n_samples per draw) vs test",
+            "ci": f"95% percentile bootstrap ({config.bootstrap}) of the mean over "
+            f"{config.draws} draws (generation) or over test images (restoration)",
+            "snapshot_selection": "lowest FD against the validation split",
+            "corruptions": [c.name for c in corruptions_from_config(config)],
+            "panel_rows": list(results[0].panel) if results else [],
+        },
+        "dataset": data.dataset,
+        "data_hash": data.data_hash,
+        "evaluator_hash": inputs.evaluator.weights_hash,
+        "models": {
+            "vae": {
+                "checkpoint": str(inputs.vae.path),
+                "weights_hash": inputs.vae.weights_hash,
+                "run_id": inputs.train_runs["vae"],
+            },
+            "gan": {
+                "checkpoint": str(gan.path),
+                "weights_hash": gan.weights_hash,
+                "run_id": inputs.train_runs["gan"],
+                "selected_snapshot": selected,
+            },
+        },
+        "generation": generation,
+        "restoration": summarise_restoration(results, config.bootstrap, config.seed),
+    }
 
 
 def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> dict[str, Any]:

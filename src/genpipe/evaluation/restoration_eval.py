@@ -17,7 +17,7 @@ from genpipe.config.evaluate import LatentSearchConfig
 from genpipe.evaluation import metrics
 from genpipe.evaluation.baselines import classical_restore
 from genpipe.evaluation.corruptions import Corruption, corrupt
-from genpipe.evaluation.restoration import METHOD_MODEL, METHODS, restore
+from genpipe.models.restoration import METHOD_MODEL, METHODS, restore
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ A model file is a dict:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,15 @@ def model_from_record(record: dict) -> nn.Module:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from its file, in eval mode, on `map_location`."""
     return model_from_record(read_record(path, map_location)).to(map_location)
+
+
+def weights_hash(record: dict) -> str:
+    """sha256 of a model record's kind, config, args and tensors (not the file's zip bytes)."""
+    h = hashlib.sha256()
+    head = {k: record.get(k) for k in ("kind", "config", "image_shape", "model_args")}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for name, tensor in sorted(record["state_dict"].items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

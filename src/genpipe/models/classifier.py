@@ -44,3 +44,16 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # logits [N, n_classes]
+
+
+@torch.no_grad()
+def accuracy(
+    model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+) -> float:
+    """Top-1 accuracy in eval mode, batched."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        logits = model(images[i : i + batch_size])
+        correct += int((logits.argmax(1) == labels[i : i + batch_size]).sum())
+    return correct / max(len(labels), 1)

@@ -1,8 +1,15 @@
-"""DCGAN-style generator and discriminator that adapt to the image size."""
+"""DCGAN-style generator and discriminator that adapt to the image size, and their losses.
+
+The losses return structured outputs (as the VAE's forward does), so the training task logs
+named fields instead of a loose dict.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -81,3 +88,29 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x * 2 - 1).squeeze(1)
+
+
+@dataclass
+class DiscriminatorOutput:
+    loss: torch.Tensor  # scalar: hinge or non-saturating loss on real vs fake logits
+    d_real: torch.Tensor  # scalar: mean logit on real images
+    d_fake: torch.Tensor  # scalar: mean logit on fake images
+
+
+@dataclass
+class GeneratorOutput:
+    loss: torch.Tensor  # scalar: the generator's adversarial loss
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> DiscriminatorOutput:
+    """real, fake: D's logits [B] on real and generated images."""
+    if kind == "hinge":
+        loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    else:  # non-saturating BCE
+        loss = F.softplus(-real).mean() + F.softplus(fake).mean()
+    return DiscriminatorOutput(loss, real.detach().float().mean(), fake.detach().float().mean())
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> GeneratorOutput:
+    """fake: D's logits [B] on generated images."""
+    return GeneratorOutput(-fake.mean() if kind == "hinge" else F.softplus(-fake).mean())

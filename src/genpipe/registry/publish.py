@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from genpipe.config import RegisterConfig
-from genpipe.config.evaluate import LatentSearchConfig
 from genpipe.errors import GenpipeError
 from genpipe.registry import decision, mlflow_registry
 from genpipe.registry.decision import TaskDecision
@@ -25,10 +24,11 @@ log = logging.getLogger(__name__)
 class RegisterJob:
     report: dict[str, Any]
     model_dirs: dict[str, Path]  # family -> model dir (data/models/vae, data/models/gan)
-    dataset: str
     config: RegisterConfig
-    latent_search: LatentSearchConfig
-    seed: int = 0
+
+    @property
+    def dataset(self) -> str:
+        return str(self.report["dataset"])
 
 
 def model_name(prefix: str, dataset: str, task: str) -> str:
@@ -79,7 +79,7 @@ def register_champions(job: RegisterJob) -> dict[str, Any]:
     from genpipe.models.checkpoint import read_record
     from genpipe.registry.pyfunc import log_pyfunc
     from genpipe.settings import get_settings
-    from genpipe.tracking import tracked_run
+    from genpipe.tracking import live_run
 
     metrics = {
         "generation": job.config.generation_metric,
@@ -87,19 +87,23 @@ def register_champions(job: RegisterJob) -> dict[str, Any]:
     }
     decisions = decision.decide_report(job.report, metrics)
     cfg = job.config
-    with tracked_run(
-        f"genpipe-{job.dataset}",
+    with live_run(
         "register",
+        job.dataset,
         params={"register": cfg.model_dump(mode="json")},
-        tags={"genpipe.stage": "register", "genpipe.data_hash": job.report.get("data_hash", "")},
+        tags={"genpipe.data_hash": job.report.get("data_hash", "")},
     ) as run:
         infos = {}
         for task, d in decisions.items():
             path = winner_checkpoint(job, d.winner.family)
             settings = {"family": d.winner.family}
-            if task == "restoration":
-                search = job.latent_search.model_dump(mode="json")
-                settings |= {"method": d.winner.method, "seed": job.seed, "latent_search": search}
+            if task == "restoration":  # restore as evaluate measured it
+                protocol = job.report["protocol"]["evaluate"]
+                settings |= {
+                    "method": d.winner.method,
+                    "seed": protocol["seed"],
+                    "latent_search": protocol["latent_search"],
+                }
             shape = tuple(read_record(path)["image_shape"])
             infos[task] = log_pyfunc(task, path, settings, shape)
         outcomes: dict[str, mlflow_registry.Outcome] = {}

@@ -66,7 +66,7 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
         self.method, self.seed, self.latent_search = method, seed, latent_search or {}
 
     def load_context(self, context: Any) -> None:
-        from genpipe.config.evaluate import LatentSearchConfig
+        from genpipe.config import LatentSearchConfig
         from genpipe.models import load_model
 
         self.model = load_model(context.artifacts["model"])
@@ -75,6 +75,8 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
+        from genpipe.models.restoration import restore
+
         pixels = _pixels(self.model)
         images = torch.from_numpy(_stack(model_input["image"], pixels, "image"))  # [N, C*H*W]
         masks = list(model_input["mask"]) if "mask" in model_input else [None] * len(model_input)
@@ -89,18 +91,9 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
             if group is has_mask:
                 chosen = [masks[i] for i in rows.tolist()]
                 mask = torch.from_numpy(_stack(chosen, pixels, "mask")).view(batch.shape).round()
-            out = restore_images(self.model, batch, mask, self.method, self.search, self.seed)
+            out = restore(self.model, batch, mask, self.method, self.search, self.seed)
             restored[rows] = out.detach().clamp(0, 1).reshape(len(rows), -1)
         return pd.DataFrame({"restored": list(restored.numpy().astype(np.float64))})
-
-
-def restore_images(
-    model: Any, images: torch.Tensor, mask: torch.Tensor | None, method: str, search: Any, seed: int
-) -> torch.Tensor:
-    """The same restoration evaluate measured (observed pixels are kept where mask = 1)."""
-    from genpipe.evaluation.restoration import restore
-
-    return restore(model, images, mask, method=method, search=search, seed=seed)
 
 
 def _present(value: Any) -> bool:

@@ -19,14 +19,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def run(stage: str, body: Callable[[Params], int | None], params_path: str) -> int:
-    """Load params once, run the stage body, and turn user-facing errors into exit code 2."""
+def run(stage: str, work: Callable[[Params], object], params_path: str) -> int:
+    """Load params once, run the stage, and turn user-facing errors into exit code 2."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        params = load_params(params_path)
-        return int(body(params) or 0)
+        work(load_params(params_path))
     except GenpipeError as exc:
         print(f"genpipe {stage}: error: {exc}", file=sys.stderr)
         return 2
+    return 0

@@ -1,15 +1,58 @@
 """DVC stage `evaluate`: score the VAE and the GAN on generation and restoration under one
-protocol; write data/eval (report, panels, samples, plots), the flat metrics and MLflow runs."""
+protocol; write data/eval (report, panels, samples, plots) and the flat metrics."""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
+from genpipe import tracking
 from genpipe.config import Params
 from genpipe.stages import _cli
 
 log = logging.getLogger(__name__)
+
+
+def evaluate_stage(params: Params, args) -> None:
+    from genpipe import device
+    from genpipe.evaluation.evaluate import evaluate
+    from genpipe.evaluation.inputs import load_inputs
+    from genpipe.evaluation.outputs import write_outputs
+
+    started = time.time()
+    where = device.select_device(params.runtime.device, device.detect())
+    inputs = load_inputs(args.prepared, args.vae, args.gan, args.evaluator, where)
+    evaluation = evaluate(inputs, params.evaluate, where)
+    write_outputs(evaluation, args.out, args.metrics)
+    report = evaluation.report
+    run_id = tracking.record_run(
+        tracking.RunRecord(
+            stage="evaluate",
+            dataset=inputs.data.dataset,
+            started=started,
+            params={"evaluate": params.evaluate.model_dump(mode="json")},
+            metrics={
+                **evaluation.flat,
+                **{f"seconds.{k}": v for k, v in evaluation.seconds.items()},
+            },
+            tags={
+                "genpipe.data_hash": report["data_hash"],
+                "genpipe.protocol_hash": report["protocol_hash"],
+                "genpipe.evaluator_hash": report["evaluator_hash"],
+                "genpipe.train_run_id.vae": report["models"]["vae"]["run_id"],
+                "genpipe.train_run_id.gan": report["models"]["gan"]["run_id"],
+            },
+            artifacts=[(args.out / "report.json", None)]
+            + [(args.out / folder, folder) for folder in ("panels", "samples", "plots")],
+        )
+    )
+    log.info(
+        "evaluate: protocol %s, %s (MLflow run %s)",
+        report["protocol_hash"][:12],
+        ", ".join(f"{k} {v:.1f}s" for k, v in evaluation.seconds.items()),
+        run_id,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,28 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("data/eval"))
     p.add_argument("--metrics", type=Path, default=Path("data/metrics/evaluate.json"))
     args = p.parse_args(argv)
-
-    def body(params: Params) -> int:
-        from genpipe.data.dataset import load_prepared
-        from genpipe.evaluation.mlflow_log import log_evaluation
-        from genpipe.evaluation.run import EvaluatePaths, evaluate_models, write_outputs
-
-        paths = EvaluatePaths(
-            args.prepared, args.vae, args.gan, args.evaluator, args.out, args.metrics
-        )
-        evaluation = evaluate_models(paths, params.evaluate)
-        write_outputs(evaluation, paths)
-        dataset = load_prepared(args.prepared).meta.get("dataset", "unknown")
-        run_id = log_evaluation(evaluation, paths, params.evaluate, f"genpipe-{dataset}")
-        log.info(
-            "evaluate: protocol %s, %s (MLflow run %s)",
-            evaluation.report["protocol_hash"][:12],
-            ", ".join(f"{k} {v:.1f}s" for k, v in evaluation.seconds.items()),
-            run_id,
-        )
-        return 0
-
-    return _cli.run("evaluate", body, args.params)
+    return _cli.run("evaluate", lambda params: evaluate_stage(params, args), args.params)
 
 
 if __name__ == "__main__":

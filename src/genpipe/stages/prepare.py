@@ -10,11 +10,10 @@ from genpipe.data.sources import read_raw
 from genpipe.stages import _cli
 
 
-def prepare(params: Params, raw_dir: Path, out: Path) -> dict:
+def prepare(params: Params, raw_dir: Path, out: Path) -> None:
     raw = read_raw(raw_dir)
     splits = prepare_splits(raw, params.data.split, params.data.seed)
-    dataset = str(raw.info.get("dataset", params.data.dataset))
-    return write_prepared(out, splits, dataset, raw.classes)
+    write_prepared(out, splits, str(raw.info["dataset"]), raw.classes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("data/prepared"), help="output folder (dvc out)"
     )
     args = p.parse_args(argv)
-    return _cli.run(
-        "prepare", lambda params: prepare(params, args.raw, args.out) and None, args.params
-    )
+    return _cli.run("prepare", lambda params: prepare(params, args.raw, args.out), args.params)
 
 
 if __name__ == "__main__":

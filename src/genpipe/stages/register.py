@@ -44,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         job = RegisterJob(
             report=read_report(args.report),
             model_dirs={"vae": args.vae, "gan": args.gan},
-            dataset=params.data.dataset,
-            config=params.register_,
-            latent_search=params.evaluate.latent_search,
-            seed=params.evaluate.seed,
+            config=params.register,
         )
         record = register_champions(job)
         io.write_json(args.out / "decision.json", record)

@@ -1,6 +1,6 @@
 """Stage `validate`: check data/prepared against the data contract (Great Expectations).
 
-Writes summary.json (DVC metrics the training stages depend on) and GX Data Docs, logs both to
+Writes summary.json (which the training stages depend on) and GX Data Docs, records both in
 MLflow, and exits 2 when the data breaks the contract, so `dvc repro` stops before training.
 """
 
@@ -10,24 +10,25 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
-from genpipe import io
+from genpipe import io, tracking
 from genpipe.config import Params
 from genpipe.stages import _cli
-from genpipe.tracking import tracked_run
 from genpipe.validation import DataValidationError, failure_message, validate_prepared
 
 log = logging.getLogger(__name__)
 
 
-def validate(params: Params, prepared: Path, out: Path) -> dict:
+def validate(params: Params, prepared: Path, out: Path) -> None:
+    started = time.time()
     summary_path, docs = out / "summary.json", out / "docs"
     summary_path.unlink(missing_ok=True)  # never leave a stale verdict behind a crash
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".docs.", dir=out))
     try:
-        summary = validate_prepared(prepared, params.validate_, staging)
+        summary = validate_prepared(prepared, params.validate, staging)
         shutil.rmtree(docs, ignore_errors=True)
         os.replace(staging, docs)
     finally:
@@ -36,25 +37,27 @@ def validate(params: Params, prepared: Path, out: Path) -> dict:
     log.info(
         "%d/%d expectations met -> %s", summary["successful"], summary["evaluated"], summary_path
     )
-
-    import mlflow
-
-    tags = {"genpipe.stage": "validate", "genpipe.data_hash": summary["data_hash"]}
-    config = {"validate": params.validate_.model_dump(mode="json")}
-    with tracked_run(f"genpipe-{params.data.dataset}", "validate", params=config, tags=tags):
-        mlflow.set_tag("genpipe.validation_success", str(summary["success"]).lower())
-        mlflow.log_metrics(
-            {
+    tracking.record_run(
+        tracking.RunRecord(
+            stage="validate",
+            dataset=summary["dataset"],
+            started=started,
+            params={"validate": params.validate.model_dump(mode="json")},
+            metrics={
                 "validation_success": float(summary["success"]),
                 "expectations_evaluated": summary["evaluated"],
                 "expectations_failed": summary["failed"],
-            }
+            },
+            tags={
+                "genpipe.data_hash": summary["data_hash"],
+                "genpipe.validation_success": str(summary["success"]).lower(),
+            },
+            artifacts=[(summary_path, None), (docs, "docs")],
+            failed=not summary["success"],
         )
-        mlflow.log_artifact(str(summary_path))
-        mlflow.log_artifacts(str(docs), artifact_path="docs")
-        if not summary["success"]:  # raised inside the run, so MLflow marks it FAILED
-            raise DataValidationError(failure_message(summary, summary_path))
-    return summary
+    )
+    if not summary["success"]:
+        raise DataValidationError(failure_message(summary, summary_path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     return _cli.run(
-        "validate", lambda params: validate(params, args.prepared, args.out) and None, args.params
+        "validate", lambda params: validate(params, args.prepared, args.out), args.params
     )
 
 

@@ -1,15 +1,16 @@
-"""Training checkpoints: everything needed to resume a run bit-exactly on CPU.
+"""Resume checkpoints: everything needed to continue a run bit-exactly on one machine.
 
-`last.pt` is a plain dict of tensors and builtins (loadable with weights_only=True):
-    format      "genpipe-train/1"
-    model       "vae" | "gan"
-    epoch       last completed epoch
-    config      {"train": {...}, "<model>": {...}} the sections that shaped the run
-    state       model / EMA / optimiser state_dicts (model-specific keys)
-    rng         torch CPU state, CUDA states, and the named explicit generators
-    best        best validation metric so far (None before the first validation)
-    history     one dict of metrics per completed epoch (rewritten into the DVC plots file)
-    run_id      the MLflow run, reopened on resume
+`last.pt` lives in the run's work folder (training/workdir.py), outside DVC's outputs, and is a
+plain dict of tensors and builtins (loadable with weights_only=True):
+    format        "genpipe-train/2"
+    task          "vae" | "gan" | "evaluator"
+    key           the work folder's key (config + data + code); a mismatch is never resumed
+    epoch         last completed epoch
+    state         the task's model / EMA / optimiser state_dicts
+    rng           torch CPU state, CUDA states, and the named explicit generators
+    best          best validation metric so far, its epoch and the exported module's weights then
+    history       one dict of metrics per completed epoch (rewritten into the DVC plots file)
+    run_id        the MLflow run, continued on resume
 """
 
 from __future__ import annotations
@@ -22,19 +23,14 @@ import torch
 
 from genpipe import io
 from genpipe.errors import GenpipeError
-from genpipe.tracking import flatten
 
 log = logging.getLogger(__name__)
 
-FORMAT = "genpipe-train/1"
-# Bookkeeping keys that may change between a crashed run and its resumption.
-RESUME_FREE_KEYS = frozenset(
-    {"train.resume", "train.checkpoint_every", "train.log_images_every", "train.num_workers"}
-)
+FORMAT = "genpipe-train/2"
 
 
 class ResumeError(GenpipeError):
-    """last.pt cannot be resumed: unreadable, or written with a different config."""
+    """last.pt cannot be resumed: unreadable, or written for another run."""
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
@@ -60,33 +56,21 @@ def save(path: Path, record: dict[str, Any]) -> None:
     io.save_torch(path, {"format": FORMAT, **record})
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path, task: str, key: str) -> dict[str, Any]:
+    """The checkpoint at `path`, refused unless it belongs to this task and key."""
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle
         raise ResumeError(
-            f"{path}: unreadable training checkpoint ({exc}); delete it or set train.resume: false"
+            f"{path}: unreadable training checkpoint ({exc}); delete it to train from scratch"
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ResumeError(
-            f"{path}: not a genpipe training checkpoint; delete it or set train.resume: false"
+            f"{path}: not a {FORMAT} training checkpoint; delete it to train from scratch"
+        )
+    if record.get("task") != task or record.get("key") != key:
+        raise ResumeError(
+            f"{path} belongs to task {record.get('task')!r} key {record.get('key')!r}, not "
+            f"{task!r} {key!r}; delete it to train from scratch"
         )
     return record
-
-
-def check_config(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume under a different config: the result would match neither run."""
-    old, new = flatten(saved), flatten(current)
-    for key in sorted(set(old) | set(new)):
-        if key in RESUME_FREE_KEYS:
-            continue
-        if _norm(old.get(key)) != _norm(new.get(key)):
-            raise ResumeError(
-                f"{path} was written with {key}={old.get(key)!r} but params.yaml now has "
-                f"{key}={new.get(key)!r}; restore the old value, or set train.resume: false "
-                "to train from scratch"
-            )
-
-
-def _norm(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value

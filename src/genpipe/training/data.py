@@ -1,4 +1,4 @@
-"""Batches for the train loop: a device-resident tensor when it fits, a DataLoader otherwise.
+"""Batches for the train loop: device-resident tensors when they fit, a DataLoader otherwise.
 
 8x8 digits are tiny and overhead-bound: one float tensor on the device and batches drawn by
 index permutation avoid per-batch collation and host-to-device copies entirely. The order is
@@ -16,22 +16,24 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from genpipe.data.dataset import to_float
-from genpipe.training.device import Runtime
+from genpipe.device import Runtime
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Batches:
-    """An epoch-iterable of float [B, C, H, W] batches in [0, 1] on the runtime's device."""
+    """An epoch-iterable of (images [B, C, H, W] float in [0, 1], labels [B]) on the device."""
 
     images: np.ndarray  # uint8 [N, C, H, W]
+    labels: np.ndarray  # int64 [N]
     batch_size: int
     runtime: Runtime
     order: torch.Generator  # CPU generator: the data order (part of the resume state)
     max_device_bytes: int
-    num_workers: int = 0
-    drop_last: bool = True
+    num_workers: int
+    drop_last: bool
+    channels_last: bool
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -39,9 +41,11 @@ class Batches:
             raise ValueError("no training images")
         self.batch_size = min(self.batch_size, n)
         nbytes = self.images.size * 4  # as float32
-        self.on_device: torch.Tensor | None = None
+        self.on_device: tuple[torch.Tensor, torch.Tensor] | None = None
         if nbytes <= self.max_device_bytes:
-            self.on_device = self._to_device(to_float(self.images, self.runtime.device))
+            device = self.runtime.device
+            x = self._layout(to_float(self.images, device))
+            self.on_device = x, torch.from_numpy(self.labels).to(device)
         log.info(
             "training data: %d images, %s (%.1f MB as float32)",
             n,
@@ -53,23 +57,27 @@ class Batches:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        if self.runtime.channels_last:
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(self.images), generator=self.order)  # CPU, reproducible
         if self.on_device is not None:
+            x, y = self.on_device
             perm = perm.to(self.runtime.device)
             for i in range(len(self)):
-                yield self.on_device[perm[i * self.batch_size : (i + 1) * self.batch_size]]
+                idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+                yield x[idx], y[idx]
             return
         yield from self._loader(perm)
 
-    def _loader(self, perm: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _loader(self, perm: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Large data: workers decode uint8 batches, pinned memory speeds the copy to the GPU."""
-        dataset = TensorDataset(torch.from_numpy(np.ascontiguousarray(self.images)))
+        dataset = TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(self.images)), torch.from_numpy(self.labels)
+        )
         loader = DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -80,6 +88,7 @@ class Batches:
             persistent_workers=False,
             generator=torch.Generator().manual_seed(0),  # keep the global RNG untouched
         )
-        for (batch,) in loader:
-            batch = batch.to(self.runtime.device, non_blocking=True).float().div_(255.0)
-            yield self._to_device(batch)
+        device = self.runtime.device
+        for images, labels in loader:
+            x = images.to(device, non_blocking=True).float().div_(255.0)
+            yield self._layout(x), labels.to(device, non_blocking=True)

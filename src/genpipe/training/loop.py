@@ -1,7 +1,8 @@
-"""The model-agnostic epoch loop: steps, NaN/Inf guard, validation, reporting, checkpoints.
+"""The model-agnostic epoch loop: steps, NaN/Inf guard, validation, best epoch, reporting,
+checkpoints.
 
-A model plugs in as a `Task` (see training/vae.py and training/gan.py); the loop owns the
-order of events in an epoch, so resume and divergence handling are written once.
+A model family plugs in as a `Task` (training/task.py); the loop owns the order of events in an
+epoch, so resume, divergence handling and the choice of the exported epoch are written once.
 """
 
 from __future__ import annotations
@@ -20,24 +21,13 @@ import torch
 from genpipe.errors import GenpipeError
 from genpipe.training import checkpoint
 from genpipe.training.data import Batches
+from genpipe.training.task import Task
 
 log = logging.getLogger(__name__)
 
 
 class DivergenceError(GenpipeError):
     """A loss became NaN or Inf: training stopped and the last good checkpoint was kept."""
-
-
-class Task(Protocol):
-    name: str
-    val_metric: str | None  # lower is better; None: no "best" tracking
-
-    def generators(self) -> dict[str, torch.Generator]: ...  # explicit RNGs to checkpoint
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def train_step(self, x: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]: ...
-    def validate(self, x: torch.Tensor) -> dict[str, float]: ...
-    def end_epoch(self, epoch: int) -> None: ...
 
 
 class Reporter(Protocol):
@@ -48,7 +38,9 @@ class Reporter(Protocol):
 @dataclass
 class FitState:
     epoch: int = 0
-    best: float | None = None
+    best: float | None = None  # best validation metric so far
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None  # task.exportable() at best_epoch
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
 
@@ -61,38 +53,36 @@ class Schedule:
     stop_after: int | None = None  # testing hook: return after this epoch, as if killed
 
 
-def restore(
-    task: Task, path: Path, config: dict[str, Any], generators: dict[str, torch.Generator]
-) -> FitState:
-    """Load last.pt into `task` (after checking its config) and return where it left off."""
-    record = checkpoint.load(path)
-    if record.get("model") != task.name:
-        raise checkpoint.ResumeError(
-            f"{path} holds a {record.get('model')!r} run, not {task.name!r}"
-        )
-    checkpoint.check_config(path, record["config"], config)
+def all_generators(task: Task) -> dict[str, torch.Generator]:
+    return {"data_order": task.data_order, **task.generators()}
+
+
+def restore(task: Task, path: Path, key: str) -> FitState:
+    """Load last.pt into `task` and return where it left off."""
+    record = checkpoint.load(path, task.name, key)
     task.load_state_dict(record["state"])
-    checkpoint.set_rng_state(record["rng"], {**task.generators(), **generators})
-    log.info("resuming %s from %s at epoch %d", task.name, path, record["epoch"])
-    return FitState(record["epoch"], record["best"], list(record["history"]), record.get("run_id"))
+    checkpoint.set_rng_state(record["rng"], all_generators(task))
+    best = record["best"]
+    return FitState(
+        record["epoch"],
+        best["value"],
+        best["epoch"],
+        best["weights"],
+        list(record["history"]),
+        record.get("run_id"),
+    )
 
 
-def save(
-    task: Task,
-    path: Path,
-    config: dict[str, Any],
-    state: FitState,
-    generators: dict[str, torch.Generator],
-) -> None:
+def save(task: Task, path: Path, key: str, state: FitState) -> None:
     checkpoint.save(
         path,
         {
-            "model": task.name,
+            "task": task.name,
+            "key": key,
             "epoch": state.epoch,
-            "config": config,
             "state": task.state_dict(),
-            "rng": checkpoint.rng_state({**task.generators(), **generators}),
-            "best": state.best,
+            "rng": checkpoint.rng_state(all_generators(task)),
+            "best": {"value": state.best, "epoch": state.best_epoch, "weights": state.best_weights},
             "history": state.history,
             "run_id": state.run_id,
         },
@@ -108,10 +98,15 @@ def _check_finite(epoch: int, losses: dict[str, torch.Tensor], stacked: torch.Te
             raise DivergenceError(f"epoch {epoch}: {name} is {'nan' if math.isnan(v) else 'inf'}")
 
 
+def _improves(task: Task, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if task.val_mode == "min" else value > best
+
+
 def fit(
     task: Task,
     batches: Batches,
-    val_x: torch.Tensor,
     schedule: Schedule,
     state: FitState,
     reporter: Reporter,
@@ -123,8 +118,8 @@ def fit(
             started = time.perf_counter()
             sums: torch.Tensor | None = None
             names: list[str] = []
-            for x in batches:
-                losses = task.train_step(x, epoch)
+            for x, y in batches:
+                losses = task.train_step(x, y, epoch)
                 stacked = torch.stack([v.float() for v in losses.values()])
                 _check_finite(epoch, losses, stacked)
                 names = list(losses)
@@ -132,15 +127,18 @@ def fit(
                 advance()
             assert sums is not None, "no batches in an epoch"
             metrics = dict(zip(names, (sums / len(batches)).tolist(), strict=True))
-            val = task.validate(val_x)
+            val = task.validate()
             for name, value in val.items():
                 if not math.isfinite(value):
                     raise DivergenceError(f"epoch {epoch}: {name} is {value}")
             metrics.update(val)
             task.end_epoch(epoch)
             if task.val_metric is not None:
-                current = metrics[task.val_metric]
-                state.best = current if state.best is None else min(state.best, current)
+                if _improves(task, metrics[task.val_metric], state.best):
+                    state.best, state.best_epoch = metrics[task.val_metric], epoch
+                    state.best_weights = {
+                        k: v.detach().clone() for k, v in task.exportable().state_dict().items()
+                    }
                 metrics[f"best_{task.val_metric}"] = state.best
             state.epoch = epoch
             state.history.append({"epoch": epoch, **metrics})

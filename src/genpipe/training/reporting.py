@@ -1,4 +1,5 @@
-"""Per-epoch reporting: metrics to MLflow and to the DVC plots CSV, image grids as artifacts.
+"""Per-epoch reporting: metrics to the open MLflow run and to the DVC plots CSV, image grids as
+artifacts.
 
 The plots CSV is rewritten from the full history each epoch (atomically), so a resumed run
 continues the same curve instead of appending duplicates.
@@ -14,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
 
 from genpipe import io
+from genpipe.grids import save_grid
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,6 @@ def write_plots(path: Path, history: list[dict]) -> None:
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     io.write_text(path, buf.getvalue())
-
-
-def grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
-    """Images -> one [C, H', W'] grid; tiny 8x8 digits are upscaled so they are visible."""
-    images = images.detach().float().cpu().clamp(0, 1)
-    scale = max(1, 32 // images.shape[-1])
-    if scale > 1:
-        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    return make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
-
-
-def save_grid(path: Path, images: torch.Tensor, nrow: int = 8) -> None:
-    with io.atomic_path(path) as tmp:
-        save_image(grid(images, nrow), tmp, format="png")
 
 
 class MlflowReporter:

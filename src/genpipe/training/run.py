@@ -1,39 +1,35 @@
-"""Train one model end to end: data -> device -> (resume) -> epochs -> model files + MLflow run.
+"""Train one task end to end: data -> device -> (resume) -> epochs -> model files + MLflow run.
 
-This is the pure-ish body behind the `train_vae` and `train_gan` stage CLIs; tests call it
-directly with a shrunken config.
+This is the body behind the `train` stage CLI for every model family; tests call it directly
+with a shrunken config. A crashed run (killed, out of memory, power cut) resumes from its last
+checkpoint on the next call with the same params, data and code, and continues its MLflow run.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
 
-from genpipe import io, tracking
+from genpipe import device, io, tracking
 from genpipe.config import Params
-from genpipe.data.dataset import PreparedData, load_prepared
-from genpipe.models.checkpoint import save_model
-from genpipe.training import checkpoint, device, loop
+from genpipe.data.dataset import load_prepared
+from genpipe.training import loop, process
 from genpipe.training.data import Batches
-from genpipe.training.gan import GANTask
-from genpipe.training.reporting import MlflowReporter, save_grid
-from genpipe.training.vae import VAETask
+from genpipe.training.reporting import MlflowReporter
+from genpipe.training.task import TaskContext, get_task
+from genpipe.training.workdir import WorkDir
 
 log = logging.getLogger(__name__)
-
-ModelName = Literal["vae", "gan"]
 
 
 @dataclass(frozen=True)
 class TrainPaths:
     prepared: Path
-    out: Path  # data/models/<model>
-    checkpoints: Path  # data/checkpoints/<model>
+    out: Path  # data/models/<task>
+    work: Path  # resume folders of this stage, e.g. .genpipe/work/train_<task>
     plots: Path | None = None  # DVC plots CSV
 
 
@@ -41,154 +37,105 @@ class TrainPaths:
 class TrainResult:
     run_id: str
     epoch: int
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the last epoch's
+    exported: dict[str, float]  # the export's (e.g. the evaluator's test accuracy); {} unfinished
     finished: bool
+    resumed_from: int  # epoch the run resumed after (0: from scratch)
 
 
-def run_config(model: ModelName, params: Params) -> dict[str, Any]:
-    """The sections that shape a run: logged as params and compared on resume."""
-    section = params.vae if model == "vae" else params.gan
-    return {"train": params.train.model_dump(mode="json"), model: section.model_dump(mode="json")}
-
-
-def _build_task(
-    model: ModelName, params: Params, data: PreparedData, runtime: device.Runtime, paths: TrainPaths
-):
-    seed = params.train.seed
-    if model == "vae":
-        return VAETask(params.vae, data.image_shape, runtime, seed, data.val.as_float()[:32])
-    meta = {"data_hash": data.data_hash, "dataset": data.meta.get("dataset")}
-    snapshots = paths.checkpoints / "snapshots"
-    return GANTask(params.gan, data.image_shape, runtime, seed, params.gan.epochs, snapshots, meta)
-
-
-def _reopen_run_id(run_id: str | None) -> str | None:
-    """The crashed run to continue, if it still exists in this tracking store."""
-    if run_id is None:
-        return None
-    import mlflow
-
-    tracking.configure_mlflow()
-    try:
-        mlflow.get_run(run_id)
-    except Exception:
-        log.info("MLflow run %s of the checkpoint is gone; starting a new run", run_id)
-        return None
-    return run_id
+def _start(task: loop.Task, work: WorkDir) -> loop.FitState:
+    """Resume from the work folder's checkpoint, or start clean (closing an orphaned run)."""
+    if work.last.exists():
+        state = loop.restore(task, work.last, work.key)
+        log.info(
+            "resuming %s from %s: epoch %d of %d done (an earlier run of this stage stopped)",
+            task.name,
+            work.last,
+            state.epoch,
+            task.epochs,
+        )
+        if not tracking.run_exists(state.run_id):
+            log.info("its MLflow run %s is gone from this store; logging a new run", state.run_id)
+            state.run_id = None
+        return state
+    orphan = work.recorded_run()
+    if orphan is not None:  # killed before its first checkpoint
+        tracking.end_orphan(orphan)
+    work.fresh()
+    return loop.FitState()
 
 
 def train(
-    model: ModelName,
+    task_name: str,
     params: Params,
     paths: TrainPaths,
     *,
     stop_after: int | None = None,
     available: device.Available | None = None,
 ) -> TrainResult:
-    """Train `model`; `stop_after` ends the run after that epoch as if killed (tests resume)."""
+    """Train `task_name`; `stop_after` ends the run after that epoch as if killed (tests)."""
     data = load_prepared(paths.prepared)
-    runtime = device.resolve(params.train, available)
-    config = run_config(model, params)
-    epochs = params.vae.epochs if model == "vae" else params.gan.epochs
-    last = paths.checkpoints / "last.pt"
-    task = _build_task(model, params, data, runtime, paths)
-    order = torch.Generator().manual_seed(params.train.seed)
-    generators = {"data_order": order}
-    state = loop.FitState()
-    if params.train.resume and last.exists():
-        state = loop.restore(task, last, config, generators)
-    else:
-        if params.train.resume:
-            log.info("train.resume is set but %s does not exist: starting from scratch", last)
-        shutil.rmtree(paths.checkpoints / "snapshots", ignore_errors=True)
+    runtime = device.resolve(params.runtime, available)
+    builder = get_task(task_name)
+    config = builder.run_config(params)
+    work = WorkDir.for_run(paths.work, task_name, config, data.data_hash)
+    task = builder.build(params, data, TaskContext(runtime, work.path))
+    state = _start(task, work)
+    resumed_from = state.epoch
     batches = Batches(
         data.train.images,
-        params.train.batch_size,
+        data.train.labels,
+        task.batch_size,
         runtime,
-        order,
-        params.train.max_device_bytes,
-        params.train.num_workers,
+        task.data_order,
+        params.runtime.max_device_bytes,
+        params.runtime.num_workers,
+        task.drop_last,
+        task.channels_last,
     )
-    val_x = data.val.as_float(runtime.device)
-    reporter = MlflowReporter(paths.plots, task.grids)
     schedule = loop.Schedule(
-        epochs, params.train.checkpoint_every, params.train.log_images_every, stop_after
+        task.epochs, params.runtime.checkpoint_every, params.runtime.log_images_every, stop_after
     )
-    run_id = _reopen_run_id(state.run_id)
-    experiment = f"genpipe-{data.meta.get('dataset', 'unknown')}"
-    tags = {
-        "genpipe.stage": f"train_{model}",
-        "genpipe.data_hash": data.data_hash,
-        "genpipe.device": runtime.name,
-    }
-    threads = device.cpu_threads(
-        params.train.cpu_threads, data.image_shape, torch.get_num_threads()
+    threads = process.cpu_threads(
+        params.runtime.cpu_threads, data.image_shape, torch.get_num_threads()
     )
+    tags = {"genpipe.data_hash": data.data_hash, "genpipe.device": runtime.name}
+    stage = f"train_{task_name}"
     with (
-        device.activated(runtime, threads),
-        tracking.tracked_run(
-            experiment, f"train_{model}", None if run_id else config, tags, run_id=run_id
-        ) as run,
+        process.activated(runtime, threads),
+        tracking.live_run(stage, data.dataset, config, tags, run_id=state.run_id) as run,
     ):
         state.run_id = run.info.run_id
+        work.record_run(state.run_id)
         try:
             state = loop.fit(
                 task,
                 batches,
-                val_x,
                 schedule,
                 state,
-                reporter,
-                lambda s: loop.save(task, last, config, s, generators),
+                MlflowReporter(paths.plots, task.grids),
+                lambda s: loop.save(task, work.last, work.key, s),
             )
         except loop.DivergenceError as exc:
-            kept = "no checkpoint (none was due yet)"
-            if last.exists():
-                kept = f"{last} (epoch {checkpoint.load(last)['epoch']})"
+            kept = f"{work.last}" if work.last.exists() else "no checkpoint (none was due yet)"
             raise loop.DivergenceError(
-                f"{exc}. Training stopped; kept {kept}. Lower {model}.lr or check the data."
+                f"{exc}. Training stopped; kept {kept}. Lower {task_name}.lr or check the data."
             ) from None
-        metrics = {
-            k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "epoch"
-        }
-        finished = state.epoch >= epochs
-        if finished:
-            _export(model, task, data, paths, state, metrics, last)
-    return TrainResult(state.run_id, state.epoch, metrics, finished)
+        metrics = {k: v for k, v in (state.history[-1] if state.history else {}).items()}
+        metrics.pop("epoch", None)
+        finished = state.epoch >= task.epochs
+        exported = _export(task, paths.out, state, run) if finished else {}
+    if finished:
+        work.finish()
+    return TrainResult(state.run_id, state.epoch, metrics, exported, finished, resumed_from)
 
 
-def _export(
-    model: ModelName,
-    task: Any,
-    data: PreparedData,
-    paths: TrainPaths,
-    state: loop.FitState,
-    metrics: dict[str, float],
-    last: Path,
-) -> None:
-    """Model file(s), preview PNGs and run.json in the model dir; the same files in MLflow."""
+def _export(task: loop.Task, out: Path, state: loop.FitState, run) -> dict[str, float]:
+    """Model file(s) and previews in the model dir, the same files in MLflow, run.json."""
     import mlflow
 
-    meta = {
-        "epoch": state.epoch,
-        "data_hash": data.data_hash,
-        "dataset": data.meta.get("dataset"),
-        "run_id": state.run_id,
-        "metrics": metrics,
-    }
-    out = paths.out
-    if model == "vae":
-        save_model(out / "model.pt", task.model, "vae", meta)
-    else:
-        save_model(out / "model.pt", task.ema, "generator", meta)
-        shutil.rmtree(out / "snapshots", ignore_errors=True)
-        (out / "snapshots").mkdir(parents=True)
-        for snap in sorted((paths.checkpoints / "snapshots").glob("epoch_*.pt")):
-            shutil.copy2(snap, out / "snapshots" / snap.name)
-            mlflow.log_artifact(str(snap), artifact_path="model/snapshots")
-    for name, images in task.grids().items():
-        save_grid(out / f"{name}.png", images)
-    run = mlflow.active_run()
+    chosen = state.best_epoch if task.val_metric is not None else state.epoch
+    exported = task.export(out, state.best_weights, chosen)
     io.write_json(
         out / "run.json",
         {
@@ -197,10 +144,19 @@ def _export(
             "experiment_name": mlflow.get_experiment(run.info.experiment_id).name,
         },
     )
-    mlflow.log_artifact(str(out / "model.pt"), artifact_path="model")
-    mlflow.log_artifact(str(last), artifact_path="checkpoint")
-    for png in sorted(out.glob("*.png")):
-        mlflow.log_artifact(str(png))
+    mlflow.log_metrics({**exported.metrics, "exported_epoch": chosen})
+    mlflow.set_tag("genpipe.exported_epoch", str(chosen))
+    for path in exported.files:
+        folder = path.parent.relative_to(out).as_posix()
+        kind = "model" if path.suffix == ".pt" else None
+        artifact_path = "/".join(p for p in (kind, folder if folder != "." else None) if p)
+        mlflow.log_artifact(str(path), artifact_path=artifact_path or None)
     log.info(
-        "%s: wrote %s (epoch %d, MLflow run %s)", model, out / "model.pt", state.epoch, state.run_id
+        "%s: wrote %s (epoch %d of %d, MLflow run %s)",
+        task.name,
+        out / "model.pt",
+        chosen,
+        state.epoch,
+        run.info.run_id,
     )
+    return dict(exported.metrics)

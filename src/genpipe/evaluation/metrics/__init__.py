@@ -5,7 +5,7 @@ softmax outputs; image metrics are per image so that confidence intervals can be
 """
 
 from genpipe.evaluation.metrics._inputs import MetricInputError
-from genpipe.evaluation.metrics.bootstrap import bootstrap_ci, mean_ci
+from genpipe.evaluation.metrics.bootstrap import mean_ci
 from genpipe.evaluation.metrics.classifier import class_coverage, inception_score
 from genpipe.evaluation.metrics.fidelity import (
     frechet_distance,
@@ -18,7 +18,6 @@ from genpipe.evaluation.metrics.prdc import prdc
 
 __all__ = [
     "MetricInputError",
-    "bootstrap_ci",
     "class_coverage",
     "frechet_distance",
     "frechet_distance_from_stats",

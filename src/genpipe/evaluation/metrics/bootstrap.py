@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -22,24 +20,6 @@ def _percentiles(values: Tensor, alpha: float) -> tuple[float, float]:
     bounds = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
     lo, hi = torch.quantile(values.to(torch.float64), bounds)
     return float(lo), float(hi)
-
-
-def bootstrap_ci(
-    statistic: Callable[[Tensor], float],
-    n: int,
-    n_boot: int,
-    generator: torch.Generator,
-    alpha: float = 0.05,
-) -> tuple[float, float]:
-    """(1 - alpha) percentile interval of `statistic` over `n_boot` resamples of range(n).
-
-    `statistic` receives the resampled indices [n] (int64, with replacement) rather than data,
-    so one helper serves set metrics (FD, PRDC: index the fake features) and per-image ones.
-    """
-    _check(n, n_boot, alpha)
-    resamples = torch.randint(0, n, (n_boot, n), generator=generator)  # [B, n]
-    values = torch.tensor([float(statistic(idx)) for idx in resamples], dtype=torch.float64)
-    return _percentiles(values, alpha)
 
 
 def mean_ci(

@@ -2,22 +2,27 @@
 
 The EMA generator (Polyak averaging of G's weights, BN buffers copied) is what gets evaluated
 and served: it is smoother than the raw G. Snapshots of it over the second half of training
-let evaluation pick the best epoch on validation, since GAN quality can degrade late.
+let evaluation pick the best epoch on validation, since GAN quality can degrade late; they are
+kept in the run's work folder until export, so a resumed run still has the earlier ones.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 
-from genpipe.config import GANConfig
+from genpipe.config import GANConfig, Params, TrainConfig
+from genpipe.data.dataset import PreparedData
+from genpipe.device import prepare_module
+from genpipe.grids import save_grid
 from genpipe.models.checkpoint import save_model
-from genpipe.models.gan import Discriminator, Generator
-from genpipe.training.device import Runtime, adam, prepare_module
+from genpipe.models.gan import Discriminator, Generator, discriminator_loss, generator_loss
+from genpipe.training.optim import adam
+from genpipe.training.task import Exported, TaskContext
 
 N_GRID = 64
 
@@ -28,47 +33,47 @@ def snapshot_epochs(epochs: int, n: int) -> list[int]:
     return sorted({max(1, round(half + (i + 1) * half / n)) for i in range(n)})
 
 
-def d_loss_fn(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    if kind == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    return F.softplus(-real).mean() + F.softplus(fake).mean()  # non-saturating BCE
-
-
-def g_loss_fn(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    return -fake.mean() if kind == "hinge" else F.softplus(-fake).mean()
-
-
 class GANTask:
-    name = "gan"
-    val_metric = None  # no likelihood: snapshots + the evaluate stage pick the best instead
+    name: ClassVar[str] = "gan"
+    val_metric: ClassVar[str | None] = None  # no likelihood: snapshots + evaluate pick instead
+    val_mode: ClassVar[Literal["min", "max"]] = "min"
+    drop_last = True
 
     def __init__(
-        self,
-        config: GANConfig,
-        image_shape: tuple[int, int, int],
-        runtime: Runtime,
-        seed: int,
-        epochs: int,
-        snapshot_dir: Path,
-        snapshot_meta: dict[str, Any] | None = None,
+        self, train: TrainConfig, config: GANConfig, data: PreparedData, context: TaskContext
     ) -> None:
-        torch.manual_seed(seed)  # weight init
-        self.config = config
-        self.runtime = runtime
-        self.G = prepare_module(Generator(config, image_shape), runtime)
-        self.D = prepare_module(Discriminator(config, image_shape), runtime)
+        runtime = context.runtime
+        torch.manual_seed(train.seed)  # weight init
+        self.config, self.runtime = config, runtime
+        self.epochs, self.batch_size = config.epochs, train.batch_size
+        self.channels_last = runtime.channels_last
+        self.G = prepare_module(Generator(config, data.image_shape), runtime)
+        self.D = prepare_module(Discriminator(config, data.image_shape), runtime)
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.g_forward = torch.compile(self.G) if runtime.compile else self.G
         self.d_forward = torch.compile(self.D) if runtime.compile else self.D
         self.opt_g = adam(self.G.parameters(), config.lr.generator, config.betas, runtime)
         self.opt_d = adam(self.D.parameters(), config.lr.discriminator, config.betas, runtime)
-        self.noise = torch.Generator(runtime.device).manual_seed(seed + 2)
-        fixed = torch.Generator().manual_seed(seed + 1)
+        self.noise = torch.Generator(runtime.device).manual_seed(train.seed + 2)
+        fixed = torch.Generator().manual_seed(train.seed + 1)
         self.fixed_z = torch.randn(N_GRID, config.latent_dim, generator=fixed).to(runtime.device)
-        self.snapshots = set(snapshot_epochs(epochs, config.snapshots))
-        self.snapshot_dir = snapshot_dir
-        self.snapshot_meta = snapshot_meta or {}
+        self.snapshots = set(snapshot_epochs(config.epochs, config.snapshots))
+        self.snapshot_dir = context.work / "snapshots"
+        self.meta = {"data_hash": data.data_hash, "dataset": data.meta.get("dataset")}
         self._ema_pairs = list(zip(self.ema.parameters(), self.G.parameters(), strict=True))
+        self.val_x = data.val.as_float(runtime.device)
+        self.data_order = torch.Generator().manual_seed(train.seed)
+
+    @classmethod
+    def build(cls, params: Params, data: PreparedData, context: TaskContext) -> GANTask:
+        return cls(params.train, params.gan, data, context)
+
+    @classmethod
+    def run_config(cls, params: Params) -> dict[str, Any]:
+        return {
+            "train": params.train.model_dump(mode="json"),
+            "gan": params.gan.model_dump(mode="json"),
+        }
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"noise": self.noise}
@@ -94,34 +99,34 @@ class GANTask:
             n, self.config.latent_dim, generator=self.noise, device=self.runtime.device
         )
 
-    def train_step(self, x: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         kind = self.config.loss
         for _ in range(self.config.d_steps):  # extra D steps reuse the real batch, fresh z
             with self.runtime.autocast():
                 fake = self.g_forward(self._z(len(x)))  # [B, C, H, W] in [0, 1]
                 # one D pass over [real; fake] (D has no batch norm): half the small ops
                 d_real, d_fake = self.d_forward(torch.cat([x, fake.detach()])).split(len(x))
-                d_loss = d_loss_fn(kind, d_real, d_fake)
+                d_out = discriminator_loss(kind, d_real, d_fake)
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_out.loss.backward()
             self.opt_d.step()
         # G step on the last fakes, against the updated D. D's weights are frozen for it:
         # their gradients would be discarded, and skipping them saves a third of D's backward.
         self.D.requires_grad_(False)
         try:
             with self.runtime.autocast():
-                g_loss = g_loss_fn(kind, self.d_forward(fake))
+                g_out = generator_loss(kind, self.d_forward(fake))
             self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            g_out.loss.backward()
         finally:
             self.D.requires_grad_(True)
         self.opt_g.step()
         self._update_ema()
         return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": d_real.detach().float().mean(),
-            "d_fake": d_fake.detach().float().mean(),
+            "d_loss": d_out.loss.detach(),
+            "g_loss": g_out.loss.detach(),
+            "d_real": d_out.d_real,
+            "d_fake": d_out.d_fake,
         }
 
     @torch.no_grad()
@@ -132,20 +137,40 @@ class GANTask:
             b_ema.copy_(b)
 
     @torch.no_grad()
-    def validate(self, x: torch.Tensor) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """D's mean score on held-out reals vs. EMA fakes: a widening gap to the train
         scores means D memorises the training set."""
         self.D.eval()  # no spectral-norm power iteration: validation must not change D
-        real = torch.cat([self.D(chunk).float() for chunk in x.split(1024)]).mean()
+        real = torch.cat([self.D(chunk).float() for chunk in self.val_x.split(1024)]).mean()
         fake = self.D(self.ema(self.fixed_z)).float().mean()
         self.D.train()
         return {"val_d_real": float(real), "val_d_fake_ema": float(fake)}
 
     def end_epoch(self, epoch: int) -> None:
         if epoch in self.snapshots:
-            meta = {**self.snapshot_meta, "epoch": epoch}
+            meta = {**self.meta, "epoch": epoch}
             save_model(self.snapshot_dir / f"epoch_{epoch:04d}.pt", self.ema, "generator", meta)
 
     @torch.no_grad()
     def grids(self) -> dict[str, torch.Tensor]:
         return {"samples": self.ema(self.fixed_z)}
+
+    def exportable(self) -> torch.nn.Module:
+        return self.ema
+
+    def export(self, out: Path, weights: dict[str, torch.Tensor] | None, epoch: int) -> Exported:
+        """The final EMA generator, its snapshots (evaluate picks one on val) and a sample grid."""
+        save_model(out / "model.pt", self.ema, "generator", {**self.meta, "epoch": epoch})
+        files = [out / "model.pt"]
+        shutil.rmtree(out / "snapshots", ignore_errors=True)
+        (out / "snapshots").mkdir(parents=True)
+        for snap in sorted(self.snapshot_dir.glob("epoch_*.pt")):
+            shutil.copy2(snap, out / "snapshots" / snap.name)
+            files.append(out / "snapshots" / snap.name)
+        for name, images in self.grids().items():
+            save_grid(out / f"{name}.png", images)
+            files.append(out / f"{name}.png")
+        return Exported(files)
+
+
+TASK = GANTask

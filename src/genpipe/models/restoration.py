@@ -7,7 +7,8 @@ lowest observed-pixel error. The loss is a sum of independent per-image terms an
 per-coordinate, so batching changes no result. For inpainting the observed pixels are pasted
 back: a method is only asked to invent what is missing.
 
-This is the API the registry's pyfunc model calls, so it takes plain tensors and a config.
+It lives beside the models because serving runs it too (the registry's restoration pyfunc), on
+plain tensors and a config.
 """
 
 from __future__ import annotations

@@ -1,39 +1,59 @@
-"""VAE training task: one Adam step on the ELBO, with a linear KL warm-up."""
+"""VAE training task: one Adam step on the ELBO, with a linear KL warm-up; exported at the
+epoch with the best validation ELBO."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from genpipe.config import VAEConfig
+from genpipe.config import Params, TrainConfig, VAEConfig
+from genpipe.data.dataset import PreparedData
+from genpipe.device import prepare_module
+from genpipe.grids import save_grid
+from genpipe.models.checkpoint import save_model
 from genpipe.models.vae import VAE
-from genpipe.training.device import Runtime, adam, prepare_module
+from genpipe.training.optim import adam
+from genpipe.training.task import Exported, TaskContext
 
 N_GRID = 64
 
 
 class VAETask:
-    name = "vae"
-    val_metric = "val_loss"
+    name: ClassVar[str] = "vae"
+    val_metric: ClassVar[str | None] = "val_loss"
+    val_mode: ClassVar[Literal["min", "max"]] = "min"
+    drop_last = True
 
     def __init__(
-        self,
-        config: VAEConfig,
-        image_shape: tuple[int, int, int],
-        runtime: Runtime,
-        seed: int,
-        grid_images: torch.Tensor,
+        self, train: TrainConfig, config: VAEConfig, data: PreparedData, context: TaskContext
     ) -> None:
-        torch.manual_seed(seed)  # weight init
-        self.config = config
-        self.runtime = runtime
-        self.model = prepare_module(VAE(config, image_shape), runtime)
+        runtime = context.runtime
+        torch.manual_seed(train.seed)  # weight init
+        self.config, self.runtime = config, runtime
+        self.epochs, self.batch_size = config.epochs, train.batch_size
+        self.channels_last = runtime.channels_last
+        self.meta = {"data_hash": data.data_hash, "dataset": data.meta.get("dataset")}
+        self.model = prepare_module(VAE(config, data.image_shape), runtime)
         self.forward = torch.compile(self.model) if runtime.compile else self.model
         self.opt = adam(self.model.parameters(), config.lr, (0.9, 0.999), runtime)
-        fixed = torch.Generator().manual_seed(seed + 1)
+        fixed = torch.Generator().manual_seed(train.seed + 1)
         self.fixed_z = torch.randn(N_GRID, config.latent_dim, generator=fixed).to(runtime.device)
-        self.grid_images = grid_images[: N_GRID // 2].to(runtime.device)
+        self.val_x = data.val.as_float(runtime.device)
+        self.grid_images = data.val.as_float()[: N_GRID // 2].to(runtime.device)
+        self.data_order = torch.Generator().manual_seed(train.seed)
+
+    @classmethod
+    def build(cls, params: Params, data: PreparedData, context: TaskContext) -> VAETask:
+        return cls(params.train, params.vae, data, context)
+
+    @classmethod
+    def run_config(cls, params: Params) -> dict[str, Any]:
+        return {
+            "train": params.train.model_dump(mode="json"),
+            "vae": params.vae.model_dump(mode="json"),
+        }
 
     def kl_weight(self, epoch: int) -> float:
         """Linear warm-up from 1/W at epoch 1 to 1 at epoch W (avoids early posterior collapse)."""
@@ -50,7 +70,7 @@ class VAETask:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
 
-    def train_step(self, x: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         with self.runtime.autocast():
             out = self.forward(x, self.kl_weight(epoch))
         self.opt.zero_grad(set_to_none=True)
@@ -63,16 +83,16 @@ class VAETask:
         }
 
     @torch.no_grad()
-    def validate(self, x: torch.Tensor) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """The full ELBO (KL weight 1) on the validation split, so epochs are comparable."""
         self.model.eval()
         totals = torch.zeros(3, device=self.runtime.device)
-        for chunk in x.split(1024):
+        for chunk in self.val_x.split(1024):
             with self.runtime.autocast():
                 out = self.model(chunk, 1.0)
             totals += torch.stack([out.loss, out.recon_loss, out.kl]).float() * len(chunk)
         self.model.train()
-        loss, recon, kl = (totals / len(x)).tolist()
+        loss, recon, kl = (totals / len(self.val_x)).tolist()
         return {"val_loss": loss, "val_recon": recon, "val_kl": kl}
 
     def end_epoch(self, epoch: int) -> None:
@@ -90,3 +110,19 @@ class VAETask:
             return {"samples": samples, "recon": torch.cat([x, recon])}
         rows = torch.stack([x.view(-1, 8, *x.shape[1:]), recon.view(-1, 8, *x.shape[1:])], dim=1)
         return {"samples": samples, "recon": rows.flatten(0, 2)}  # [2 * len(x), C, H, W]
+
+    def exportable(self) -> torch.nn.Module:
+        return self.model
+
+    def export(self, out: Path, weights: dict[str, torch.Tensor] | None, epoch: int) -> Exported:
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        save_model(out / "model.pt", self.model, "vae", {**self.meta, "epoch": epoch})
+        files = [out / "model.pt"]
+        for name, images in self.grids().items():
+            save_grid(out / f"{name}.png", images)
+            files.append(out / f"{name}.png")
+        return Exported(files)
+
+
+TASK = VAETask

@@ -1,0 +1,34 @@
+"""Write an evaluation: report.json, the flat metrics, DVC plot tables, panels, sample grids."""
+
+from __future__ import annotations
+
+import csv
+import io as textio
+from pathlib import Path
+from typing import Any
+
+from genpipe import io
+from genpipe.evaluation.evaluate import Evaluation
+from genpipe.evaluation.report import generation_rows, restoration_rows
+from genpipe.grids import save_grid, save_rows
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = textio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_outputs(evaluation: Evaluation, out: Path, metrics: Path) -> None:
+    """report.json, flat metrics, DVC plot tables, restoration panels and sample grids."""
+    io.write_json(out / "report.json", evaluation.report)
+    # The hash rides along so `dvc metrics diff` shows when two numbers are not comparable.
+    io.write_json(metrics, {"protocol_hash": evaluation.report["protocol_hash"], **evaluation.flat})
+    io.write_text(out / "plots" / "restoration_psnr.csv", _csv(restoration_rows(evaluation.report)))
+    io.write_text(out / "plots" / "generation.csv", _csv(generation_rows(evaluation.report)))
+    for result in evaluation.restoration:
+        save_rows(out / "panels" / f"{result.corruption.name}.png", list(result.panel.values()))
+    for source, images in evaluation.samples.items():
+        save_grid(out / "samples" / f"{source}.png", images)
