@@ -20,8 +20,8 @@ from genpipe.config import EvaluateConfig
 from genpipe.evaluation.corruptions import corruptions_from_config
 from genpipe.evaluation.features import embed, model_sampler, pool_sampler
 from genpipe.evaluation.generation import GenerationProtocol, evaluate_source, select_snapshot
-from genpipe.evaluation.inputs import EvaluateInputError, EvaluationInputs
-from genpipe.evaluation.report import build_report, flat_metrics
+from genpipe.evaluation.inputs import EvaluateInputError, EvaluationInputs, Incumbent, ModelFile
+from genpipe.evaluation.report import INCUMBENT, build_report, flat_metrics, incumbent_entry
 from genpipe.evaluation.restoration_eval import (
     CorruptionResult,
     restoration_subset,
@@ -52,7 +52,25 @@ def generation_protocol(config: EvaluateConfig, n_samples: int) -> GenerationPro
     )
 
 
-def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.device) -> Evaluation:
+def _same_model(incumbent: Incumbent, candidates: dict[str, ModelFile]) -> str | None:
+    """The new candidate (vae or gan) whose weights the champion has, if any."""
+    if incumbent.model is None:
+        return None
+    for family, model in candidates.items():
+        if model.weights_hash == incumbent.model.weights_hash:
+            return family
+    return None
+
+
+def evaluate(
+    inputs: EvaluationInputs,
+    config: EvaluateConfig,
+    device: torch.device,
+    incumbents: dict[str, Incumbent] | None = None,
+) -> Evaluation:
+    """Score the new VAE and GAN, and each task's current champion (`incumbents`) beside them,
+    so the promotion compares numbers measured on the same data under the same protocol."""
+    incumbents = incumbents or {}
     seconds: dict[str, float] = {}
     data, evaluator = inputs.data, inputs.evaluator.module
     n = config.n_samples or len(data.test)
@@ -83,6 +101,11 @@ def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.dev
         "gan": model_sampler(gan.module),
         "real": pool_sampler(data.train.as_float(device)),
     }
+    new = {"vae": inputs.vae, "gan": gan}
+    same = {task: _same_model(inc, new) for task, inc in incumbents.items()}
+    champion = incumbents.get("generation")
+    if champion is not None and champion.model is not None and same["generation"] is None:
+        sources[INCUMBENT] = model_sampler(champion.model.module)
     for source, sampler in sources.items():
         generation[source], first = evaluate_source(sampler, evaluator, reference, protocol)
         samples[source] = first[:64]
@@ -90,17 +113,26 @@ def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.dev
 
     start = time.perf_counter()
     idx = restoration_subset(len(data.test), config.n_restore, config.seed)
+    extra = {}
+    champion = incumbents.get("restoration")
+    if champion is not None and champion.model is not None and same["restoration"] is None:
+        assert champion.method is not None  # load_incumbents checks it
+        extra[INCUMBENT] = (champion.model.module, champion.method)  # other weights: restore too
     results = run_restoration(
-        {"vae": inputs.vae.module, "gan": gan.module},
+        {family: model.module for family, model in new.items()},
         test[idx.to(device)],
         corruptions_from_config(config),
         config.latent_search,
         config.seed,
         config.ssim_window,
+        extra,
     )
     seconds["restoration"] = time.perf_counter() - start
 
     report = build_report(inputs, config, (gan, selected), generation, results)
+    report["incumbents"] = {
+        task: incumbent_entry(report, task, inc, same[task]) for task, inc in incumbents.items()
+    }
     report["protocol"].update(n_restore=len(idx), n_samples=n, n_reference=len(data.test))
     flat = flat_metrics(report)
     flat.update({f"selection.gan.{name}.val_fd": round(fd, 6) for name, fd in val_fds.items()})

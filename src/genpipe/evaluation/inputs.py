@@ -27,6 +27,7 @@ class ModelFile:
     path: Path
     module: nn.Module
     weights_hash: str
+    meta: dict  # what its training recorded (epoch, the evaluator's accuracies...)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def load_model_file(path: Path, kind: str, device: torch.device) -> ModelFile:
     record = read_record(path)
     if record["kind"] != kind:
         raise EvaluateInputError(f"{path}: a {record['kind']!r} model, expected {kind!r}")
-    return ModelFile(path, model_from_record(record).to(device), weights_hash(record))
+    module = model_from_record(record).to(device)
+    return ModelFile(path, module, weights_hash(record), record.get("meta", {}))
 
 
 def load_inputs(
@@ -90,3 +92,59 @@ def load_inputs(
         snapshots,
         {family: run.get("run_id") for family, run in runs.items()},
     )
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """A task's current champion from the registry, to be scored under this protocol."""
+
+    version: str
+    candidate_id: str
+    family: str
+    method: str | None  # the restoration method it serves (None for generation)
+    model: ModelFile | None  # None when it cannot be scored here
+    problem: str | None  # why not
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "candidate_id": self.candidate_id,
+            "family": self.family,
+            "method": self.method,
+            "weights_hash": self.model.weights_hash if self.model else None,
+        }
+
+
+def load_incumbents(
+    names: dict[str, str], image_shape: tuple[int, ...], scratch: Path, device: torch.device
+) -> dict[str, Incumbent]:
+    """task -> its champion (when the registry has one), loaded and checked against the data."""
+    from genpipe.models.checkpoint import CheckpointError
+    from genpipe.models.restoration import METHOD_MODEL
+    from genpipe.registry import mlflow_registry
+
+    found: dict[str, Incumbent] = {}
+    for task, name in names.items():
+        champion = mlflow_registry.champion_file(name, scratch / task)
+        if champion is None:
+            continue
+        tags = champion.tags
+        method = tags.get("genpipe.method") if task == "restoration" else None
+        family = tags.get("genpipe.family", "?")
+        candidate = tags.get(mlflow_registry.CANDIDATE_TAG, f"{name}/v{champion.version}")
+        model, problem = None, champion.problem
+        if champion.path is not None:
+            try:
+                record = read_record(champion.path)
+                module = model_from_record(record).to(device)
+                model = ModelFile(champion.path, module, weights_hash(record), record["meta"])
+            except CheckpointError as exc:
+                problem = f"its model file is unreadable ({exc})"
+        if model is not None and tuple(model.module.image_shape) != tuple(image_shape):
+            problem = f"it expects images {tuple(model.module.image_shape)}, the data has {tuple(image_shape)}"
+            model = None
+        if model is not None and task == "restoration" and METHOD_MODEL.get(method) != family:
+            problem = f"its method {method!r} does not fit a {family} model"
+            model = None
+        found[task] = Incumbent(champion.version, candidate, family, method, model, problem)
+    return found

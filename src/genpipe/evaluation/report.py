@@ -16,7 +16,7 @@ import torch
 from genpipe.config import EvaluateConfig
 from genpipe.evaluation import metrics
 from genpipe.evaluation.corruptions import corruptions_from_config
-from genpipe.evaluation.inputs import EvaluationInputs, ModelFile
+from genpipe.evaluation.inputs import EvaluationInputs, Incumbent, ModelFile
 from genpipe.evaluation.restoration_eval import BASELINES, CorruptionResult
 from genpipe.models.restoration import METHOD_MODEL, METHODS
 
@@ -29,6 +29,9 @@ def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -
         "evaluator_hash": evaluator_hash,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+INCUMBENT = "incumbent"  # the current champion's output name in generation and restoration
 
 
 def build_report(
@@ -55,6 +58,7 @@ def build_report(
         "dataset": data.dataset,
         "data_hash": data.data_hash,
         "evaluator_hash": inputs.evaluator.weights_hash,
+        "evaluator_accuracy": inputs.evaluator.meta.get("test_accuracy"),
         "models": {
             "vae": {
                 "checkpoint": str(inputs.vae.path),
@@ -70,7 +74,30 @@ def build_report(
         },
         "generation": generation,
         "restoration": summarise_restoration(results, config.bootstrap, config.seed),
+        "incumbents": {},
     }
+
+
+def incumbent_entry(
+    report: dict[str, Any], task: str, incumbent: Incumbent, same_as: str | None
+) -> dict[str, Any]:
+    """report["incumbents"][task]: who the champion is, whether it was scored, and its numbers."""
+    entry: dict[str, Any] = {
+        **incumbent.describe(),
+        "scored": incumbent.model is not None,
+        "reason": incumbent.problem,
+        "same_as": same_as,
+        "scores": {},
+    }
+    if incumbent.model is None:
+        return entry
+    if task == "generation":
+        entry["scores"] = report["generation"][same_as or INCUMBENT]
+    elif same_as is not None:
+        entry["scores"] = report["restoration"][same_as]["methods"][incumbent.method]["mean"]
+    else:
+        entry["scores"] = report["restoration"][INCUMBENT]["mean"]
+    return entry
 
 
 def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> dict[str, Any]:
@@ -110,6 +137,8 @@ def summarise_restoration(
             best = max(methods, key=lambda m: methods[m]["mean"]["psnr"]["value"])
             section[model] = {"best_method": best, "methods": methods}
     section["baselines"] = {b: _summarise_output(b, results, bootstrap, gen) for b in BASELINES}
+    if results and INCUMBENT in results[0].scores:
+        section[INCUMBENT] = _summarise_output(INCUMBENT, results, bootstrap, gen)
     return section
 
 

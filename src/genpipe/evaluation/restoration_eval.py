@@ -52,19 +52,19 @@ def run_corruption(
     search: LatentSearchConfig,
     seed: int,
     ssim_window: int,
+    extra: dict[str, tuple[nn.Module, str]] | None = None,
     panel_size: int = 8,
 ) -> CorruptionResult:
-    """Corrupt once, then restore with both baselines and every method whose model is given."""
+    """Corrupt once, then restore with both baselines, every method whose model is given, and
+    each `extra` output name -> (model, method) (the current champion)."""
     corrupted, mask = corrupt(clean, corruption, seed)
     outputs = {"corrupted": corrupted, "classical": classical_restore(corrupted, mask, corruption)}
+    runs = {m: (models[METHOD_MODEL[m]], m) for m in METHODS if METHOD_MODEL[m] in models}
     seconds: dict[str, float] = {}
-    for method in METHODS:
-        model = models.get(METHOD_MODEL[method])
-        if model is None:
-            continue
+    for name, (model, method) in {**runs, **(extra or {})}.items():
         start = time.perf_counter()
-        outputs[method] = restore(model, corrupted, mask, method, search, seed)
-        seconds[method] = time.perf_counter() - start
+        outputs[name] = restore(model, corrupted, mask, method, search, seed)
+        seconds[name] = time.perf_counter() - start
     scores = {name: score_images(x, clean, mask, ssim_window) for name, x in outputs.items()}
     panel = {"clean": clean[:panel_size], **{k: v[:panel_size] for k, v in outputs.items()}}
     log.info(
@@ -93,5 +93,6 @@ def run_restoration(
     search: LatentSearchConfig,
     seed: int,
     ssim_window: int,
+    extra: dict[str, tuple[nn.Module, str]] | None = None,
 ) -> list[CorruptionResult]:
-    return [run_corruption(models, clean, c, search, seed, ssim_window) for c in corruptions]
+    return [run_corruption(models, clean, c, search, seed, ssim_window, extra) for c in corruptions]

@@ -1,15 +1,27 @@
-"""Who wins each task, and whether a challenger may take `champion`: pure functions over numbers.
+"""Who wins each task, and who should hold `champion`: pure functions over the evaluate report.
 
-Nothing here touches MLflow or the disk, so every rule (direction of a metric, the tie rule for
-overlapping confidence intervals, the protocol-hash guard) is unit-tested on plain values.
+Two questions per task, both answered from numbers measured under one protocol on the same data:
+- the verdict: VAE or GAN (the family comparison genpipe exists to settle);
+- the promotion: the better of them (the challenger) against the current champion, which the
+  evaluate stage scored under the same protocol (the incumbent). A champion that could not be
+  scored (another image shape, missing artifacts) cannot defend its title.
+
+Nothing here touches MLflow or the disk: every rule is unit-tested on plain values. The record
+this module builds (data/register/decision.json) is what the register stage makes the registry
+hold; its `decision_id` says whether the registry already does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from genpipe.errors import GenpipeError
+
+if TYPE_CHECKING:  # the register stage imports this module: no pydantic on its fast path
+    from genpipe.config import RegisterConfig
 
 Task = Literal["generation", "restoration"]
 TASKS: tuple[Task, ...] = ("generation", "restoration")
@@ -31,7 +43,9 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class TaskDecision:
+class Verdict:
+    """VAE against GAN on one task."""
+
     task: str
     metric: str
     higher_is_better: bool
@@ -54,6 +68,25 @@ class Promotion:
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
+
+
+def model_name(prefix: str, dataset: str, task: str) -> str:
+    """The registered model of one task on one dataset, e.g. genpipe-digits-generation."""
+    return f"{prefix}-{dataset}-{task}"
+
+
+def serving_settings(report: dict[str, Any], task: str, method: str | None) -> dict[str, Any]:
+    """What a served model needs besides its weights: restoration restores as evaluate did."""
+    if task != "restoration":
+        return {}
+    protocol = report["protocol"]["evaluate"]
+    return {"method": method, "seed": protocol["seed"], "latent_search": protocol["latent_search"]}
+
+
+def candidate_id(task: str, weights_hash: str, settings: dict[str, Any]) -> str:
+    """The identity of a servable model: task, weights and serving settings (not a version)."""
+    payload = {"task": task, "weights": weights_hash, "settings": settings}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _metric(node: Any, key: str) -> tuple[float, tuple[float, float] | None]:
@@ -96,7 +129,7 @@ def cis_overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) ->
     return a[0] <= b[1] and b[0] <= a[1]
 
 
-def decide(task: Task, cands: list[Candidate], metric: str) -> TaskDecision:
+def decide(task: Task, cands: list[Candidate], metric: str) -> Verdict:
     """The better family by the point estimate; overlapping CIs are flagged as a tie."""
     higher = higher_is_better(metric)
     a, b = cands
@@ -111,27 +144,13 @@ def decide(task: Task, cands: list[Candidate], metric: str) -> TaskDecision:
     )
     if tie:
         reason += "; the CIs overlap, so this is a statistical tie decided by the point estimate"
-    return TaskDecision(task, metric, higher, winner, runner, margin, relative, tie, reason)
+    return Verdict(task, metric, higher, winner, runner, margin, relative, tie, reason)
 
 
 def should_promote(
-    challenger: Candidate,
-    challenger_protocol: str,
-    champion: Candidate | None,
-    champion_protocol: str | None,
-    higher: bool,
-    tie_rule: str,
+    challenger: Candidate, champion: Candidate, higher: bool, tie_rule: str
 ) -> Promotion:
-    """Whether the new version may take `champion` from the current one (None: no champion)."""
-    if champion is None:
-        return Promotion(True, "no champion existed")
-    if champion_protocol != challenger_protocol:
-        return Promotion(
-            False,
-            f"protocol hash differs (champion {champion_protocol}, "
-            f"challenger {challenger_protocol}): "
-            "the metrics are not comparable, so the champion stays",
-        )
+    """Whether the challenger may take `champion` from a champion scored on the same protocol."""
     if not is_better(challenger.value, champion.value, higher):
         return Promotion(
             False,
@@ -151,40 +170,162 @@ def _fmt_ci(ci: tuple[float, float] | None) -> str:
     return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
+def _challenger(report: dict, task: Task, winner: Candidate) -> dict[str, Any]:
+    entry = report.get("models", {}).get(winner.family, {})
+    for key in ("checkpoint", "weights_hash"):
+        if not entry.get(key):
+            raise ReportError(f"report.json: missing models.{winner.family}.{key}; rerun evaluate")
+    settings = serving_settings(report, task, winner.method)
+    return {
+        **asdict(winner),
+        "candidate_id": candidate_id(task, entry["weights_hash"], settings),
+        "checkpoint": entry["checkpoint"],
+        "settings": settings,
+        "train_run_id": entry.get("run_id"),
+    }
+
+
+def _incumbent(report: dict, task: Task, metric: str) -> tuple[dict | None, Candidate | None]:
+    """The current champion as evaluate scored it, and as a Candidate when it has numbers."""
+    entry = report.get("incumbents", {}).get(task)
+    if not entry:
+        return None, None
+    if not entry.get("scored"):
+        return entry, None
+    value, ci = _metric(entry["scores"].get(metric), f"incumbents.{task}.scores.{metric}")
+    return entry, Candidate(entry["family"], value, ci, entry.get("method"))
+
+
+def decide_task(report: dict, task: Task, config: RegisterConfig) -> dict[str, Any]:
+    """The verdict and the champion for one task, as the decision record stores them."""
+    metric = config.generation_metric if task == "generation" else config.restoration_metric
+    verdict = decide(task, candidates(report, task, metric), metric)
+    challenger = _challenger(report, task, verdict.winner)
+    entry, incumbent = _incumbent(report, task, metric)
+    if entry is None:
+        holder, reason = "challenger", "no champion existed"
+    elif entry["candidate_id"] == challenger["candidate_id"]:
+        holder, reason = "incumbent", "the champion is the best new candidate itself"
+    elif incumbent is None:
+        holder = "challenger"
+        reason = (
+            f"champion v{entry['version']} could not be scored under this protocol "
+            f"({entry.get('reason')}); the best new candidate takes champion, and "
+            f"`genpipe registry rollback {task}` returns to v{entry['version']}"
+        )
+    else:
+        promotion = should_promote(
+            verdict.winner, incumbent, higher_is_better(metric), config.tie_rule
+        )
+        holder = "challenger" if promotion.promote else "incumbent"
+        reason = f"{promotion.reason} (champion v{entry['version']}, same protocol)"
+    return {
+        "model_name": model_name(config.model_name_prefix, report["dataset"], task),
+        "metric": metric,
+        "verdict": verdict.to_dict(),
+        "challenger": challenger,
+        "incumbent": entry,
+        "champion": holder,
+        "reason": reason,
+    }
+
+
+def decision_record(report: dict[str, Any], config: RegisterConfig) -> dict[str, Any]:
+    """data/register/decision.json: per task the verdict and who holds `champion`."""
+    tasks = {task: decide_task(report, task, config) for task in TASKS}
+    return {
+        "decision_id": decision_id(tasks),
+        "dataset": report["dataset"],
+        "protocol_hash": report.get("protocol_hash"),
+        "data_hash": report.get("data_hash"),
+        "tie_rule": config.tie_rule,
+        "tasks": tasks,
+    }
+
+
+def headline_metrics(report: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers worth a column in `dvc exp show`: winners, FD/KID/PSNR per family with
+    CI bounds, the real floor and the evaluator's accuracy (report.json keeps everything)."""
+
+    def stat(node: dict[str, Any], family: str) -> dict[str, float]:
+        lo, hi = node.get("ci") or (None, None)
+        return {family: node["value"], f"{family}_low": lo, f"{family}_high": hi}
+
+    gen, rest = report["generation"], report["restoration"]
+    fd: dict[str, Any] = {"real": gen["real"]["fd"]["value"]}
+    psnr: dict[str, Any] = {}
+    for family in FAMILIES:
+        fd |= stat(gen[family]["fd"], family)
+        best = rest[family]["methods"][rest[family]["best_method"]]["mean"]["psnr"]
+        psnr |= stat(best, family)
+    return _rounded(
+        {
+            "generation": {
+                "winner": record["tasks"]["generation"]["verdict"]["winner"]["family"],
+                "fd": fd,
+                "kid": {family: gen[family]["kid"]["value"] for family in FAMILIES},
+            },
+            "restoration": {
+                "winner": record["tasks"]["restoration"]["verdict"]["winner"]["family"],
+                "psnr": psnr,
+            },
+            "evaluator_accuracy": report.get("evaluator_accuracy"),
+        }
+    )
+
+
+def _rounded(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _rounded(v) for k, v in node.items()}
+    return round(node, 4) if isinstance(node, float) else node
+
+
+def decision_id(tasks: dict[str, dict[str, Any]]) -> str:
+    """What the registry must hold: per model, the challenger and the champion's identity."""
+    target = {
+        t: {
+            "model": d["model_name"],
+            "challenger": d["challenger"]["candidate_id"],
+            "champion": d["challenger"]["candidate_id"]
+            if d["champion"] == "challenger"
+            else d["incumbent"]["candidate_id"],
+        }
+        for t, d in tasks.items()
+    }
+    return hashlib.sha256(json.dumps(target, sort_keys=True).encode()).hexdigest()
+
+
+def champion_candidate_id(task_record: dict[str, Any]) -> str:
+    holder = task_record["champion"]
+    return task_record[holder]["candidate_id"]
+
+
 def markdown(record: dict[str, Any]) -> str:
-    """The decision record as a table a reviewer can read in the DVC/MLflow UI."""
+    """The decision record as tables a reviewer can read in the DVC/MLflow UI."""
     rows = [
-        "| task | metric | winner | value (CI) | runner-up | value (CI) | margin | tie "
-        "| registry |",
+        "| task | metric | VAE vs GAN winner | value (CI) | runner-up | value (CI) | margin | tie "
+        "| champion |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for task, d in record["tasks"].items():
-        w, r = d["winner"], d["runner_up"]
-        reg = d.get("registry", {})
-        outcome = (
-            f"v{reg['version']} " + ("champion" if reg.get("promoted") else "challenger")
-            if reg
-            else "-"
+        v = d["verdict"]
+        w, r = v["winner"], v["runner_up"]
+        holder = (
+            f"{_label(d['challenger'])} (new)"
+            if d["champion"] == "challenger"
+            else f"v{d['incumbent']['version']} (kept)"
         )
         rows.append(
-            f"| {task} | {d['metric']} | {_label(w)} | {w['value']:.4g} {_fmt_ci(w['ci'])} | "
-            f"{_label(r)} | {r['value']:.4g} {_fmt_ci(r['ci'])} | {d['margin']:.4g} | "
-            f"{'yes' if d['tie'] else 'no'} | {outcome} |"
+            f"| {task} | {v['metric']} | {_label(w)} | {w['value']:.4g} {_fmt_ci(w['ci'])} | "
+            f"{_label(r)} | {r['value']:.4g} {_fmt_ci(r['ci'])} | {v['margin']:.4g} | "
+            f"{'yes' if v['tie'] else 'no'} | {holder} |"
         )
     lines = ["# Register decision", "", *rows, ""]
     for task, d in record["tasks"].items():
-        lines.append(f"- **{task}**: {d['reason']}.")
-        if d.get("registry"):
-            lines.append(f"  Registry: {d['registry']['reason']}.")
+        lines.append(f"- **{task}**: {d['verdict']['reason']}.")
+        lines.append(f"  Champion: {d['reason']}.")
     return "\n".join(lines) + "\n"
 
 
 def _label(c: dict[str, Any]) -> str:
     return f"{c['family']} ({c['method']})" if c.get("method") else c["family"]
-
-
-def decide_report(report: dict, metrics: dict[str, str]) -> dict[str, TaskDecision]:
-    """One decision per task, from the evaluate report and the primary metric of each task."""
-    return {
-        task: decide(task, candidates(report, task, metrics[task]), metrics[task]) for task in TASKS
-    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from genpipe.config import Params
+from genpipe.config import Params, load_params
 from genpipe.data.sources import load_source, write_raw
 from genpipe.stages import _cli
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = _cli.parser("Fetch or load the configured image source into data/raw.")
     p.add_argument("--out", type=Path, default=Path("data/raw"), help="output folder (dvc out)")
     args = p.parse_args(argv)
-    return _cli.run("download", lambda params: download(params, args.out), args.params)
+    return _cli.run("download", lambda: download(load_params(args.params), args.out))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,39 @@
-"""DVC stage `evaluate`: score the VAE and the GAN on generation and restoration under one
-protocol; write data/eval (report, panels, samples, plots) and the flat metrics."""
+"""DVC stage `evaluate`: score the VAE, the GAN and each task's current champion on generation
+and restoration under one protocol; write data/eval (report, every metric, panels, samples) and
+the plot tables."""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 from genpipe import tracking
-from genpipe.config import Params
+from genpipe.config import Params, load_params
 from genpipe.stages import _cli
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_stage(params: Params, args) -> None:
+def evaluate_stage(params: Params, args: argparse.Namespace) -> None:
     from genpipe import device
     from genpipe.evaluation.evaluate import evaluate
-    from genpipe.evaluation.inputs import load_inputs
+    from genpipe.evaluation.inputs import load_incumbents, load_inputs
     from genpipe.evaluation.outputs import write_outputs
+    from genpipe.registry.decision import TASKS, model_name
 
     started = time.time()
     where = device.select_device(params.runtime.device, device.detect())
     inputs = load_inputs(args.prepared, args.vae, args.gan, args.evaluator, where)
-    evaluation = evaluate(inputs, params.evaluate, where)
-    write_outputs(evaluation, args.out, args.metrics)
+    prefix, dataset = params.register.model_name_prefix, inputs.data.dataset
+    names = {task: model_name(prefix, dataset, task) for task in TASKS}
+    with tempfile.TemporaryDirectory() as scratch:
+        tracking.configure_mlflow()
+        champions = load_incumbents(names, inputs.data.image_shape, Path(scratch), where)
+        evaluation = evaluate(inputs, params.evaluate, where, champions)
+    write_outputs(evaluation, args.out, args.plots)
     report = evaluation.report
     run_id = tracking.record_run(
         tracking.RunRecord(
@@ -43,8 +52,8 @@ def evaluate_stage(params: Params, args) -> None:
                 "genpipe.train_run_id.vae": report["models"]["vae"]["run_id"],
                 "genpipe.train_run_id.gan": report["models"]["gan"]["run_id"],
             },
-            artifacts=[(args.out / "report.json", None)]
-            + [(args.out / folder, folder) for folder in ("panels", "samples", "plots")],
+            artifacts=[(args.out / "report.json", None), (args.plots, "plots")]
+            + [(args.out / folder, folder) for folder in ("panels", "samples")],
         )
     )
     log.info(
@@ -62,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gan", type=Path, default=Path("data/models/gan"))
     p.add_argument("--evaluator", type=Path, default=Path("data/models/evaluator"))
     p.add_argument("--out", type=Path, default=Path("data/eval"))
-    p.add_argument("--metrics", type=Path, default=Path("data/metrics/evaluate.json"))
+    p.add_argument("--plots", type=Path, default=Path("data/plots"), help="plot tables (git)")
     args = p.parse_args(argv)
-    return _cli.run("evaluate", lambda params: evaluate_stage(params, args), args.params)
+    return _cli.run("evaluate", lambda: evaluate_stage(load_params(args.params), args))
 
 
 if __name__ == "__main__":

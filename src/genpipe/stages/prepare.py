@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genpipe.config import Params
+from genpipe.config import Params, load_params
 from genpipe.data.prepare import prepare_splits, write_prepared
 from genpipe.data.sources import read_raw
 from genpipe.stages import _cli
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("data/prepared"), help="output folder (dvc out)"
     )
     args = p.parse_args(argv)
-    return _cli.run("prepare", lambda params: prepare(params, args.raw, args.out), args.params)
+    return _cli.run("prepare", lambda: prepare(load_params(args.params), args.raw, args.out))
 
 
 if __name__ == "__main__":

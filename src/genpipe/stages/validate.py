@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from genpipe import io, tracking
-from genpipe.config import Params
+from genpipe.config import Params, load_params
 from genpipe.stages import _cli
 from genpipe.validation import DataValidationError, failure_message, validate_prepared
 
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("data/validation"), help="summary.json + docs/ (dvc outs)"
     )
     args = p.parse_args(argv)
-    return _cli.run(
-        "validate", lambda params: validate(params, args.prepared, args.out), args.params
-    )
+    return _cli.run("validate", lambda: validate(load_params(args.params), args.prepared, args.out))
 
 
 if __name__ == "__main__":
