@@ -61,7 +61,10 @@ def main() -> None:
             time.sleep(args.step_sleep)
     digests = [None] * world
     dist.all_gather_object(digests, digest(model.module))
-    print(f"[{socket.gethostname()}] rank {rank} digests {digests} identical={len(set(digests)) == 1}", flush=True)
+    print(
+        f"[{socket.gethostname()}] rank {rank} digests {digests} identical={len(set(digests)) == 1}",
+        flush=True,
+    )
     if rank == 0:
         # One process, full batch (all ranks' shards), same init, same steps.
         ref = make_model()

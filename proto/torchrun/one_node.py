@@ -14,14 +14,22 @@ mode = sys.argv[1]
 tmp = Path(tempfile.mkdtemp(prefix="torchrun-1n-"))
 log = tmp / "torchrun.log"
 argv = [
-    str(REPO / ".venv/bin/torchrun"), "--standalone", "--nnodes=1", "--nproc-per-node=2",
-    "--max-restarts=0", str(REPO / "proto/torchrun/ddp_toy.py"), "--steps", "40",
-    "--step-sleep", "0.5" if mode != "ok" else "0",
+    str(REPO / ".venv/bin/torchrun"),
+    "--standalone",
+    "--nnodes=1",
+    "--nproc-per-node=2",
+    "--max-restarts=0",
+    str(REPO / "proto/torchrun/ddp_toy.py"),
+    "--steps",
+    "40",
+    "--step-sleep",
+    "0.5" if mode != "ok" else "0",
 ]
 env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 with open(log, "wb") as out:
-    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True
+    )
 t0 = time.monotonic()
 t_fault = None
 try:
@@ -36,6 +44,12 @@ try:
 finally:
     if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
-print(f"torchrun exit {rc}, {time.monotonic() - (t_fault or t0):.1f} s after {'fault' if t_fault else 'start'}")
+print(
+    f"torchrun exit {rc}, {time.monotonic() - (t_fault or t0):.1f} s after {'fault' if t_fault else 'start'}"
+)
 text = log.read_text(errors="replace").splitlines()
-print("\n".join(line for line in text if re.search(r"identical|max \||RuntimeError|exitcode|rank  ", line)))
+print(
+    "\n".join(
+        line for line in text if re.search(r"identical|max \||RuntimeError|exitcode|rank  ", line)
+    )
+)

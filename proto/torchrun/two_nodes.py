@@ -58,10 +58,21 @@ def main() -> None:
             else:
                 env_h = env
             argv = [
-                TORCHRUN, "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
-                f"--rdzv-endpoint={endpoint}", "--rdzv-id=toy", "--max-restarts=0", *extra,
-                SCRIPT, "--steps", str(args.steps), "--step-sleep", str(args.step_sleep),
-                "--pg-timeout", str(args.pg_timeout),
+                TORCHRUN,
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={endpoint}",
+                "--rdzv-id=toy",
+                "--max-restarts=0",
+                *extra,
+                SCRIPT,
+                "--steps",
+                str(args.steps),
+                "--step-sleep",
+                str(args.step_sleep),
+                "--pg-timeout",
+                str(args.pg_timeout),
             ]
             logs[name] = tmp / f"{name}.log"
             if args.mode.startswith("plain-netns"):
@@ -69,8 +80,14 @@ def main() -> None:
                 import subprocess as sp
 
                 out = open(logs[name], "ab")
-                p = sp.Popen(["ip", "netns", "exec", host.netns, *argv], stdout=out,
-                             stderr=sp.STDOUT, env=env_h, cwd=tmp, start_new_session=True)
+                p = sp.Popen(
+                    ["ip", "netns", "exec", host.netns, *argv],
+                    stdout=out,
+                    stderr=sp.STDOUT,
+                    env=env_h,
+                    cwd=tmp,
+                    start_new_session=True,
+                )
                 lab.processes.append((host, p))
             else:
                 p = host.popen(argv, log_path=logs[name], env=env_h, cwd=tmp)
@@ -89,7 +106,9 @@ def main() -> None:
             t_fault = time.monotonic()
             if args.mode in ("kill-worker", "kill-worker-node0"):
                 # The worker: the python child of torchrun that prints "rank".
-                children = subprocess.run(["pgrep", "-P", str(agent)], capture_output=True, text=True).stdout.split()
+                children = subprocess.run(
+                    ["pgrep", "-P", str(agent)], capture_output=True, text=True
+                ).stdout.split()
                 for c in children:
                     os.kill(int(c), signal.SIGKILL)
                 print(f"SIGKILLed worker {children} of agent {agent} on {victim}")
