@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.netns import NetnsLab, netns_available
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
@@ -141,3 +143,20 @@ def project_copy(tmp_path: Path) -> Path:
 def venv_bin() -> Path:
     """The bin/ folder of the interpreter running the tests (dvc, mlflow, prefect live there)."""
     return Path(sys.executable).parent
+
+
+@pytest.fixture
+def netns_lab() -> Iterator[Callable[[Sequence[str]], NetnsLab]]:
+    """Factory: hosts as network namespaces on a private bridge (tests/netns.py), torn down after
+    the test even when it fails. Skipped (visibly) where namespaces cannot be made (not root)."""
+    if (why := netns_available()) is not None:
+        pytest.skip(why)
+    labs: list[NetnsLab] = []
+
+    def make(names: Sequence[str]) -> NetnsLab:
+        labs.append(NetnsLab(names))
+        return labs[-1]
+
+    yield make
+    for lab in labs:
+        lab.close()
