@@ -69,7 +69,7 @@ def evaluate_command(params_path: Path) -> list[str]:
         sys.executable, "-m", "genpipe.stages.evaluate", "--params", str(params_path),
         "--prepared", "data/prepared", "--vae", "data/models/vae", "--gan", "data/models/gan",
         "--evaluator", "data/models/evaluator", "--out", "data/eval",
-        "--metrics", "data/metrics/evaluate.json",
+        "--plots", "data/plots",
     ]  # fmt: skip
 
 

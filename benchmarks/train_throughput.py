@@ -1,10 +1,10 @@
 """Training throughput: images/s, model FLOPs utilisation and speed-up over a naive loop.
 
 For the VAE and the GAN at 8x8 (digits) and 28x28 (MNIST) this measures
-  - genpipe's step (training/vae.py, training/gan.py): device-resident data drawn by index,
-    channels_last, fused Adam, no per-step host syncs; for the GAN, one D pass over real and
-    fake together, and D's weights frozen during the G step (no wasted weight gradients);
-    all under device.cpu_heap_reuse(), as in training;
+  - genpipe's step (training/tasks/vae.py, training/tasks/gan.py with params.yaml's sections):
+    device-resident data drawn by index, channels_last, fused Adam, no per-step host syncs; for
+    the GAN, one D pass over real and fake together, and D's weights frozen during the G step
+    (no wasted weight gradients); all under training.process.cpu_heap_reuse(), as in training;
   - the same genpipe step without the heap reuse ("no-reuse"), to show what it alone is worth;
   - a naive step on the same architecture and losses: DataLoader over a TensorDataset,
     per-batch .to(device), NCHW, plain (single-tensor) Adam, a .item() per loss per step;
@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from genpipe.config import GANConfig, TrainConfig, VAEConfig
-from genpipe.models.gan import Discriminator, Generator
+from genpipe import device
+from genpipe.config import Params, load_params
+from genpipe.data.dataset import PreparedData, Split
+from genpipe.models.gan import Discriminator, Generator, discriminator_loss, generator_loss
 from genpipe.models.vae import VAE
-from genpipe.training import device
 from genpipe.training.data import Batches
-from genpipe.training.gan import GANTask, d_loss_fn, g_loss_fn
-from genpipe.training.vae import VAETask
+from genpipe.training.process import cpu_heap_reuse
+from genpipe.training.task import TaskContext, get_task
 
 Step = Callable[[], None]
 
@@ -75,7 +76,7 @@ def _worker(conn: Connection, spec: Spec) -> None:
     Protocol: say ready after a warm-up step, then time n steps per request."""
     torch.set_num_threads(spec.threads)
     images = fake_images(spec.size, spec.batch)
-    heap = device.cpu_heap_reuse() if spec.heap_reuse else contextlib.nullcontext()
+    heap = cpu_heap_reuse() if spec.heap_reuse else contextlib.nullcontext()
     with TemporaryDirectory() as tmp, heap:
         if spec.kind == "naive":
             step = naive_step(spec.model, images, spec.batch)
@@ -128,25 +129,30 @@ def count_flops(step: Step) -> int:
     return counter.get_total_flops()
 
 
+def shipped_params() -> Params:
+    return load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+
 def genpipe_step(model: str, images: torch.Tensor, batch: int, compile_: bool, tmp: Path) -> Step:
-    runtime = device.resolve(TrainConfig(device="cpu", compile=compile_))
-    shape = tuple(images.shape[1:])
+    params = shipped_params()
+    runtime = device.resolve(params.runtime.model_copy(update={"device": "cpu", "compile": compile_}))
     uint8 = (images * 255).round().to(torch.uint8).numpy()
-    data = Batches(uint8, batch, runtime, torch.Generator().manual_seed(0), 10**10)
-    if model == "vae":
-        task = VAETask(VAEConfig(), shape, runtime, 0, images[:8])
-    else:
-        task = GANTask(GANConfig(), shape, runtime, 0, 10, tmp)
-    it = iter(data)
+    split = Split(uint8, torch.zeros(len(uint8), dtype=torch.long).numpy())
+    data = PreparedData(split, split, split, {"dataset": "bench", "classes": ["0"], "data_hash": "-"})
+    task = get_task(model).build(params, data, TaskContext(runtime, tmp))
+    batches = Batches(
+        uint8, split.labels, batch, runtime, task.data_order, 10**10, 0, True, task.channels_last
+    )
+    it = iter(batches)
 
     def step() -> None:
         nonlocal it
         try:
-            x = next(it)
+            x, y = next(it)
         except StopIteration:
-            it = iter(data)
-            x = next(it)
-        task.train_step(x, 1)
+            it = iter(batches)
+            x, y = next(it)
+        task.train_step(x, y, 1)
 
     return step
 
@@ -157,8 +163,9 @@ def naive_step(model: str, images: torch.Tensor, batch: int) -> Step:
     loader = DataLoader(TensorDataset(images), batch_size=batch, shuffle=True, drop_last=True)
     shape = tuple(images.shape[1:])
     dev = torch.device("cpu")
+    params = shipped_params()
     if model == "vae":
-        vae_cfg = VAEConfig()
+        vae_cfg = params.vae
         vae = VAE(vae_cfg, shape)
         opt = torch.optim.Adam(vae.parameters(), vae_cfg.lr, foreach=False)
 
@@ -170,7 +177,7 @@ def naive_step(model: str, images: torch.Tensor, batch: int) -> Step:
             out.loss.item()
 
     else:
-        cfg = GANConfig()
+        cfg = params.gan
         g, d = Generator(cfg, shape), Discriminator(cfg, shape)
         opt_g = torch.optim.Adam(g.parameters(), cfg.lr.generator, cfg.betas, foreach=False)
         opt_d = torch.optim.Adam(d.parameters(), cfg.lr.discriminator, cfg.betas, foreach=False)
@@ -178,11 +185,11 @@ def naive_step(model: str, images: torch.Tensor, batch: int) -> Step:
         def train(x: torch.Tensor) -> None:
             x = x.to(dev)
             fake = g(torch.randn(len(x), cfg.latent_dim))
-            d_loss = d_loss_fn("hinge", d(x), d(fake.detach()))
+            d_loss = discriminator_loss(cfg.loss, d(x), d(fake.detach())).loss
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-            g_loss = g_loss_fn("hinge", d(fake))
+            g_loss = generator_loss(cfg.loss, d(fake)).loss
             opt_g.zero_grad()
             g_loss.backward()
             opt_g.step()
@@ -265,7 +272,7 @@ def main() -> None:
                     flush=True,
                 )
             if size <= 16 and not args.no_profile:
-                with TemporaryDirectory() as tmp, device.cpu_heap_reuse():
+                with TemporaryDirectory() as tmp, cpu_heap_reuse():
                     genpipe = genpipe_step(model, images, args.batch, False, Path(tmp))
                     profile(genpipe, f"genpipe {model} {size}x{size}")
 

@@ -1,7 +1,6 @@
 """The README's verdict tables, rendered from what the evaluate stage wrote.
 
     .venv/bin/python -m benchmarks.verdict [--report data/eval/report.json]
-        [--evaluator data/metrics/evaluator.json]
 
 Run it after `make pipeline` (digits) or `make pipeline-mnist`: it prints the generation table
 (VAE, GAN and the real-vs-real floor, means over draws with 95% CIs) and the restoration table
@@ -106,11 +105,10 @@ def restoration_table(report: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--report", type=Path, default=Path("data/eval/report.json"))
-    ap.add_argument("--evaluator", type=Path, default=Path("data/metrics/evaluator.json"))
     args = ap.parse_args()
     report = json.loads(args.report.read_text())
     protocol = report["protocol"]
-    accuracy = json.loads(args.evaluator.read_text())["test_accuracy"]
+    accuracy = report["evaluator_accuracy"]
     print(
         f"Generation: {protocol['n_samples']} samples per draw, {protocol['evaluate']['draws']} "
         f"draws, against {protocol['n_reference']} test images, in the feature space of the "

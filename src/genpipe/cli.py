@@ -44,7 +44,7 @@ def _name(task: str, params: Path, model: str | None) -> str:
     if model:
         return model
     from genpipe.config import load_params
-    from genpipe.registry.publish import model_name
+    from genpipe.registry.decision import model_name
 
     p = load_params(params)
     return model_name(p.register.model_name_prefix, p.data.name, task)
@@ -61,7 +61,8 @@ def _load_champion(name: str) -> Any:
         return mlflow.pyfunc.load_model(f"models:/{name}@champion")
     except MlflowException as exc:
         raise GenpipeError(
-            f"no champion for {name!r} in {uri} ({exc.message[:200]}); run the pipeline first"
+            f"no champion for {name!r} in {uri} ({exc.message[:200]}); `dvc repro` (or `make "
+            "pipeline` on a fresh clone) trains and registers the champions"
         ) from None
 
 

@@ -1,21 +1,28 @@
-"""`dvc repro` end to end in a throwaway git repo: the real stages, shrunk params."""
+"""`dvc repro` end to end in a throwaway git repo: the real stages, shrunk params, a real MLflow
+SQLite store. The state DVC keeps right: run-cache, crash recovery, the registry."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import venv_bin
 from tests.e2e.tiny import shrink_params
 
 pytestmark = pytest.mark.slow
 
+STAGES = set(yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"])
+COMPUTING = STAGES - {"register"}  # register always runs: a cheap check of the registry
 
-def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
+
+def dvc(project: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [str(venv_bin() / "dvc"), *args],
@@ -23,12 +30,18 @@ def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=timeout,
     )
 
 
+def repro(project: Path, *args: str) -> str:
+    done = dvc(project, "repro", *args)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout + done.stderr
+
+
 def ran(output: str) -> set[str]:
-    """Names of the stages that `dvc repro` actually executed."""
+    """Names of the stages whose command `dvc repro` actually executed."""
     return {
         line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")
     }
@@ -42,74 +55,223 @@ def commit(project: Path, message: str) -> None:
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
 
 
-ALL = {
-    "download",
-    "prepare",
-    "validate",
-    "train_vae",
-    "train_gan",
-    "train_evaluator",
-    "evaluate",
-    "register",
-}
+def digest(project: Path, *paths: str) -> dict[str, str]:
+    """sha256 of every file under `paths` (run.json and MLflow ids included)."""
+    found = {}
+    for rel in paths:
+        root = project / rel
+        for f in sorted([root] if root.is_file() else root.rglob("*")):
+            if f.is_file():
+                found[str(f.relative_to(project))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return found
 
 
-def test_full_repro_then_noop_then_targeted_reruns(project_copy: Path) -> None:
-    shrink_params(project_copy)
-    first = dvc(project_copy, "repro")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert ran(first.stdout) == ALL
-
-    meta = json.loads((project_copy / "data/prepared/meta.json").read_text())
-    assert meta["dataset"] == "digits" and sum(meta["counts"].values()) == 1797
-    summary = json.loads((project_copy / "data/validation/summary.json").read_text())
-    assert summary["success"] is True
-    metrics = json.loads((project_copy / "data/metrics/evaluate.json").read_text())
-    assert "generation.gan.fd" in metrics and "generation.vae.fd" in metrics
-    decision = json.loads((project_copy / "data/register/decision.json").read_text())
-    assert set(decision["tasks"]) == {"generation", "restoration"}
+def registry(project: Path) -> dict[str, dict]:
+    """name -> {versions, champion} in the project's MLflow store."""
     from mlflow import MlflowClient
 
-    for task, record in decision["tasks"].items():
-        assert record["winner"]["family"] in {"vae", "gan"}
-        champion = MlflowClient().get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
-        assert champion.tags["genpipe.family"] == record["winner"]["family"]
-    commit(project_copy, "first run")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
+    found = {}
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        champion = model.aliases.get("champion")
+        found[model.name] = {
+            "versions": sorted(int(v.version) for v in versions),
+            "champion": None if champion is None else str(champion),
+        }
+    return found
 
-    again = dvc(project_copy, "repro")
-    assert again.returncode == 0, again.stderr
-    assert ran(again.stdout) == set(), again.stdout
 
-    # editing a stage's CLI module makes that stage stale (dvc.yaml lists it in its deps)
-    cli = project_copy / "src/genpipe/stages/evaluate.py"
-    original = cli.read_text()
-    cli.write_text(original + "\n# edited\n")
-    status = dvc(project_copy, "status", "--json")
-    assert status.returncode == 0, status.stderr
-    assert set(json.loads(status.stdout)) == {"evaluate"}, status.stdout
-    cli.write_text(original)
+@pytest.fixture
+def project(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project copy with tiny params, its own MLflow store (the default: mlflow/mlflow.db)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("GENPIPE_ARTIFACT_ROOT")
+    shrink_params(project_copy, {"evaluate": {"draws": 2}})
+    (project_copy / "dvc.lock").unlink(missing_ok=True)
+    return project_copy
 
-    shrink_params(project_copy, {"gan": {"lr": {"generator": 0.0003}}})
-    gan_only = dvc(project_copy, "repro")
-    assert gan_only.returncode == 0, gan_only.stdout + gan_only.stderr
-    assert ran(gan_only.stdout) == {"train_gan", "evaluate", "register"}
 
-    shrink_params(project_copy, {"data": {"seed": 1}})
-    reseeded = dvc(project_copy, "repro")
-    assert reseeded.returncode == 0, reseeded.stdout + reseeded.stderr
-    assert {"prepare", "validate"} <= ran(reseeded.stdout)
-    assert "download" not in ran(reseeded.stdout)
-    assert (
-        json.loads((project_copy / "data/prepared/meta.json").read_text())["data_hash"]
-        != meta["data_hash"]
+def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
+    first = repro(project)
+    assert ran(first) == STAGES
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["dataset"] == "digits" and sum(meta["counts"].values()) == 1797
+    decision = json.loads((project / "data/register/decision.json").read_text())
+    headline = json.loads((project / "data/metrics.json").read_text())
+    for task in ("generation", "restoration"):
+        winner = decision["tasks"][task]["verdict"]["winner"]["family"]
+        assert headline[task]["winner"] == winner
+    state = registry(project)
+    assert {n: s["versions"] for n, s in state.items()} == {
+        "genpipe-digits-generation": [1],
+        "genpipe-digits-restoration": [1],
+    }
+    commit(project, "first run")
+    outputs = digest(project, "data/models", "data/eval", "data/register", "data/plots")
+
+    again = repro(project)
+    assert ran(again) == {"register"}, again
+    assert "registry holds decision" in again
+
+    # a param changed and changed back: every output comes back from DVC's run-cache
+    shrink_params(project, {"gan": {"lr": {"generator": 0.0003}}})
+    changed = repro(project)
+    assert ran(changed) == {"train_gan", "evaluate", "decide", "register"}
+    versions_after_change = registry(project)
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=project, check=True)
+    reverted = repro(project)
+    assert ran(reverted) == {"register"}, reverted
+    assert "Stage 'train_gan' is cached - skipping run" in reverted
+    assert digest(project, "data/models", "data/eval", "data/register", "data/plots") == outputs
+    after = registry(project)
+    assert {n: s["versions"] for n, s in after.items()} == {
+        n: s["versions"] for n, s in versions_after_change.items()
+    }  # no new version on the revert
+    assert {n: s["champion"] for n, s in after.items()} == {n: "1" for n in after}
+
+    # the MLflow store is deleted: dvc repro puts the champions back, once
+    for path in (project / "mlflow").iterdir():
+        if path.name != "README.md":
+            subprocess.run(["rm", "-rf", str(path)], check=True)
+    refilled = repro(project)
+    assert ran(refilled) == {"register"}
+    assert {n: (s["versions"], s["champion"]) for n, s in registry(project).items()} == {
+        "genpipe-digits-generation": ([1], "1"),
+        "genpipe-digits-restoration": ([1], "1"),
+    }
+    assert ran(repro(project)) == {"register"}
+    assert {n: s["versions"] for n, s in registry(project).items()} == {
+        "genpipe-digits-generation": [1],
+        "genpipe-digits-restoration": [1],
+    }
+
+    # another protocol: the champion is scored beside the new candidates under it
+    shrink_params(project, {"evaluate": {"noise_sigmas": [0.2, 0.4]}})
+    rescored = repro(project)
+    assert ran(rescored) == {"evaluate", "decide", "register"}
+    report = json.loads((project / "data/eval/report.json").read_text())
+    decision = json.loads((project / "data/register/decision.json").read_text())
+    for task in ("generation", "restoration"):
+        incumbent = report["incumbents"][task]
+        assert incumbent["scored"] and incumbent["version"] == "1", incumbent
+        metric = decision["tasks"][task]["metric"]
+        assert incumbent["scores"][metric]["value"] is not None
+        d = decision["tasks"][task]
+        best = d["verdict"]["winner"]["family"]
+        champion_family = (
+            d["challenger"]["family"] if d["champion"] == "challenger" else incumbent["family"]
+        )
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
+        held = client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
+        assert held.tags["genpipe.family"] == champion_family
+        if incumbent["same_as"] == best:  # the champion is the best new candidate itself
+            assert d["champion"] == "incumbent"
+
+
+def test_killed_training_resumes_to_the_same_result(project: Path) -> None:
+    shrink_params(
+        project, {"gan": {"epochs": 30, "snapshots": 2}, "runtime": {"checkpoint_every": 2}}
     )
+    repro(project, "train_gan")
+    uninterrupted = (project / "data/plots/train_gan.csv").read_bytes()
+    commit(project, "trained")
+
+    import psutil
+
+    env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
+    dvc_proc = subprocess.Popen(
+        [str(venv_bin() / "dvc"), "repro", "-f", "-s", "train_gan"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    work = project / ".genpipe/work/train_gan"
+    while not list(work.glob("*/last.pt")):  # the first checkpoint (epoch 2 of 30) is written
+        assert dvc_proc.poll() is None, dvc_proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    stage = [
+        p
+        for p in psutil.Process(dvc_proc.pid).children(recursive=True)
+        if "genpipe.stages.train" in " ".join(p.cmdline())
+    ]
+    assert len(stage) == 1
+    stage[0].kill()  # SIGKILL: no cleanup, the MLflow run stays RUNNING
+    out, _ = dvc_proc.communicate(timeout=300)
+    assert dvc_proc.returncode != 0, out
+
+    resumed = repro(project, "train_gan")
+    assert ran(resumed) == {"train_gan"}
+    assert "resuming gan from" in resumed
+    assert (project / "data/plots/train_gan.csv").read_bytes() == uninterrupted
+    assert not list(work.glob("*/last.pt"))  # the finished run cleared its work folder
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments, "attributes.status = 'RUNNING'") == []
+    killed = json.loads((project / "data/models/gan/run.json").read_text())["run_id"]
+    assert client.get_run(killed).info.status == "FINISHED"  # the killed run was continued
 
 
-def test_bad_data_stops_the_pipeline_before_training(project_copy: Path) -> None:
+def _image_folder(root: Path, offset: int) -> Path:
+    """A class-per-folder tree of 8x8 PNG digits (different images per offset)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for cls in range(10):
+        (root / str(cls)).mkdir(parents=True)
+        picked = np.flatnonzero(digits.target == cls)[offset : offset + 40]
+        for i in picked:
+            pixels = np.round(digits.images[i] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(pixels).save(root / str(cls) / f"{i}.png")
+    return root
+
+
+def test_two_image_folders_keep_their_own_champions(project: Path) -> None:
+    _image_folder(project / "images_a", 0)
+    _image_folder(project / "images_b", 100)
+    folder = {"dataset": "folder", "folder": "images_a"}
+    shrink_params(project, {"data": folder})
+    first = repro(project)
+    assert ran(first) == STAGES
+    a = registry(project)
+    assert set(a) == {"genpipe-folder-images-a-generation", "genpipe-folder-images-a-restoration"}
+
+    shrink_params(project, {"data": {**folder, "folder": "images_b"}})
+    second = repro(project)
+    assert {"download", "prepare", "train_vae", "train_gan", "evaluate"} <= ran(second)
+    b = registry(project)
+    for task in ("generation", "restoration"):
+        assert b[f"genpipe-folder-images-b-{task}"]["champion"] == "1"
+        assert b[f"genpipe-folder-images-a-{task}"] == a[f"genpipe-folder-images-a-{task}"]
+    report = json.loads((project / "data/eval/report.json").read_text())
+    assert report["incumbents"] == {}  # the other folder's champions never judge these images
+
+
+def test_bad_data_stops_the_pipeline_before_training(project: Path) -> None:
     # Class proportions of digits are ~10% each; demanding >= 50% must fail validation.
-    shrink_params(project_copy, {"validate": {"class_proportion": {"min": 0.5, "max": 0.9}}})
-    result = dvc(project_copy, "repro")
+    shrink_params(project, {"validate": {"class_proportion": {"min": 0.5, "max": 0.9}}})
+    result = dvc(project, "repro")
     assert result.returncode != 0
     assert ran(result.stdout) == {"download", "prepare", "validate"}
     assert "class" in (result.stdout + result.stderr).lower()
-    assert not (project_copy / "data/models/vae/model.pt").exists()
+    assert not (project / "data/models/vae/model.pt").exists()
+
+
+def test_editing_an_imported_module_makes_its_stages_stale(project: Path) -> None:
+    repro(project, "prepare")
+    commit(project, "prepared")
+    module = project / "src/genpipe/data/stats.py"
+    module.write_text(module.read_text() + "\n# edited\n")
+    status = dvc(project, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {"prepare", "validate"} <= set(json.loads(status.stdout))
+    assert "download" not in json.loads(status.stdout)

@@ -48,26 +48,45 @@ def metric(value: float, half_width: float | None = 0.1) -> dict:
     return {"value": value, "ci": ci}
 
 
+def weights(path: Path) -> str:
+    from genpipe.models.checkpoint import read_record, weights_hash
+
+    return weights_hash(read_record(path))
+
+
 def make_report(
     models: dict[str, Path],
     fd: dict[str, float],
     psnr: dict[str, float],
     protocol_hash: str = "proto-1",
     half_width: float | None = 0.1,
+    incumbents: dict | None = None,
 ) -> dict:
     """A report.json in the evaluate contract (docs/ARCHITECTURE.md) with chosen numbers."""
     methods = {"vae": "vae_amortised", "gan": "gan_latent_search"}
+    files = {
+        "vae": models["vae"] / "model.pt",
+        "gan": models["gan"] / "snapshots" / "epoch_0002.pt",
+    }
+    search = {"steps": 5, "restarts": 2, "lr": 0.1, "prior_weight": 0.01}
     return {
         "protocol_hash": protocol_hash,
-        "protocol": {},
+        "protocol": {"evaluate": {"seed": 0, "latent_search": search}},
+        "dataset": "digits",
         "data_hash": "data-1",
         "evaluator_hash": "eval-1",
+        "evaluator_accuracy": 0.99,
         "models": {
-            "vae": {"checkpoint": str(models["vae"] / "model.pt"), "run_id": "run-vae"},
+            "vae": {
+                "checkpoint": str(files["vae"]),
+                "weights_hash": weights(files["vae"]),
+                "run_id": "run-vae",
+            },
             "gan": {
-                "checkpoint": str(models["gan"] / "snapshots" / "epoch_0002.pt"),
+                "checkpoint": str(files["gan"]),
+                "weights_hash": weights(files["gan"]),
                 "run_id": "run-gan",
-                "selected_snapshot": "epoch_0002.pt",
+                "selected_snapshot": "epoch_0002",
             },
         },
         "generation": {
@@ -87,6 +106,7 @@ def make_report(
             }
             for fam in ("vae", "gan")
         },
+        "incumbents": incumbents or {},
     }
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from genpipe.cli import app
 from genpipe.registry import mlflow_registry
+from tests.params import raw_params
 from tests.registry.conftest import free_port
 
 NAME = "genpipe-digits-generation"
@@ -19,30 +21,27 @@ NAME = "genpipe-digits-generation"
 
 def params_file(tmp_path: Path) -> str:
     path = tmp_path / "params.yaml"
-    path.write_text("data: {dataset: digits}\nregister: {model_name_prefix: genpipe}\n")
+    path.write_text(yaml.safe_dump(raw_params()))
     return str(path)
 
 
-def promote_versions(values: list[float]) -> None:
-    """Versions with FD tags, each promoted in turn (sources need no real model for this)."""
+def apply_decisions(champions: list[int]) -> None:
+    """Three versions (sources need no real model for this); decision i puts `champion` on
+    champions[i] and `challenger` on version i + 1."""
     from genpipe.tracking import configure_mlflow
 
     configure_mlflow()
     client = MlflowClient()
     client.create_registered_model(NAME)
     run_id = client.create_run(client.create_experiment("cli")).info.run_id
-    for value in values:
-        tags = {
-            "genpipe.family": "gan",
-            "genpipe.metric_value": str(value),
-            "genpipe.protocol_hash": "p",
-        }
+    for i, champion in enumerate(champions):
+        tags = {"genpipe.family": "gan", mlflow_registry.CANDIDATE_TAG: f"c{i}"}
         mv = client.create_model_version(NAME, f"runs:/{run_id}/model", run_id=run_id, tags=tags)
-        mlflow_registry.promote_if_better(NAME, str(mv.version), "fd", "point_estimate")
+        mlflow_registry.point(NAME, str(champion), str(mv.version), f"decision-{i}")
 
 
 def test_registry_rollback_and_show(tmp_path: Path) -> None:
-    promote_versions([10.0, 8.0, 9.0])  # v1 champion, v2 beats it, v3 does not
+    apply_decisions([1, 2, 2])  # v1 champion, v2 takes it, v3 only challenges
     runner, params = CliRunner(), params_file(tmp_path)
     done = runner.invoke(app, ["registry", "rollback", "generation", "--params", params])
     assert done.exit_code == 0, done.output

@@ -1,4 +1,4 @@
-"""The decision rules, on plain numbers: direction, margins, ties, the champion guard."""
+"""The decision rules, on plain numbers: direction, margins, ties, and who holds `champion`."""
 
 from __future__ import annotations
 
@@ -9,32 +9,40 @@ import pytest
 from genpipe.registry.decision import (
     Candidate,
     ReportError,
+    candidate_id,
     candidates,
     cis_overlap,
     decide,
-    decide_report,
+    decision_record,
+    headline_metrics,
     markdown,
+    serving_settings,
     should_promote,
 )
-from tests.registry.conftest import make_report
+from tests.params import section
+from tests.registry.conftest import make_report, metric
 
-MODELS = {"vae": Path("vae"), "gan": Path("gan")}
-
-
-def test_generation_lower_fd_wins_with_margin_and_runner_up() -> None:
-    report = make_report(MODELS, fd={"vae": 12.0, "gan": 7.5}, psnr={"vae": 20.0, "gan": 18.0})
-    d = decide_report(report, {"generation": "fd", "restoration": "psnr"})
-    assert d["generation"].winner.family == "gan"
-    assert d["generation"].runner_up.family == "vae"
-    assert d["generation"].margin == pytest.approx(4.5)
-    assert d["generation"].relative_margin == pytest.approx(4.5 / 12.0)
-    assert not d["generation"].tie
-    assert "lower is better" in d["generation"].reason
+CONFIG = section("register")
 
 
-def test_restoration_uses_each_family_best_method_and_higher_psnr_wins() -> None:
-    report = make_report(MODELS, fd={"vae": 1.0, "gan": 2.0}, psnr={"vae": 21.0, "gan": 23.0})
-    d = decide_report(report, {"generation": "fd", "restoration": "psnr"})["restoration"]
+def report_for(models: dict[str, Path], **kwargs: object) -> dict:
+    return make_report(
+        models, fd={"vae": 12.0, "gan": 7.5}, psnr={"vae": 20.0, "gan": 18.0}, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def test_generation_lower_fd_wins_with_margin_and_runner_up(tiny_models) -> None:
+    d = decide("generation", candidates(report_for(tiny_models), "generation", "fd"), "fd")
+    assert (d.winner.family, d.runner_up.family) == ("gan", "vae")
+    assert d.margin == pytest.approx(4.5)
+    assert d.relative_margin == pytest.approx(4.5 / 12.0)
+    assert not d.tie
+    assert "lower is better" in d.reason
+
+
+def test_restoration_uses_each_family_best_method_and_higher_psnr_wins(tiny_models) -> None:
+    report = make_report(tiny_models, fd={"vae": 1.0, "gan": 2.0}, psnr={"vae": 21.0, "gan": 23.0})
+    d = decide("restoration", candidates(report, "restoration", "psnr"), "psnr")
     assert (d.winner.family, d.winner.method, d.winner.value) == ("gan", "gan_latent_search", 23.0)
     assert d.runner_up.method == "vae_amortised"
     assert d.margin == pytest.approx(2.0)
@@ -53,8 +61,8 @@ def test_cis_overlap_edges() -> None:
     assert not cis_overlap(None, (0, 1))
 
 
-def test_missing_metric_names_the_key() -> None:
-    report = make_report(MODELS, fd={"vae": 1.0, "gan": 2.0}, psnr={"vae": 1.0, "gan": 2.0})
+def test_missing_metric_names_the_key(tiny_models) -> None:
+    report = report_for(tiny_models)
     del report["restoration"]["gan"]["methods"]["gan_latent_search"]["mean"]["psnr"]
     with pytest.raises(
         ReportError, match=r"restoration\.gan\.methods\.gan_latent_search\.mean\.psnr"
@@ -66,63 +74,129 @@ CHAMP = Candidate("vae", 20.0, (19.5, 20.5))
 
 
 @pytest.mark.parametrize(
-    ("challenger", "protocol", "rule", "promote", "why"),
+    ("challenger", "rule", "promote", "why"),
     [
-        (Candidate("gan", 22.0, (21.5, 22.5)), "p", "overlapping_ci_keeps_champion", True, "beats"),
-        (
-            Candidate("gan", 19.0, (18.5, 19.5)),
-            "p",
-            "overlapping_ci_keeps_champion",
-            False,
-            "does not beat",
-        ),
-        (Candidate("gan", 20.0, (19.5, 20.5)), "p", "point_estimate", False, "does not beat"),
-        (
-            Candidate("gan", 20.3, (19.8, 20.8)),
-            "p",
-            "overlapping_ci_keeps_champion",
-            False,
-            "overlap",
-        ),
-        (Candidate("gan", 20.3, (19.8, 20.8)), "p", "point_estimate", True, "beats"),
-        (
-            Candidate("gan", 30.0, (29.0, 31.0)),
-            "other",
-            "overlapping_ci_keeps_champion",
-            False,
-            "protocol hash",
-        ),
+        (Candidate("gan", 22.0, (21.5, 22.5)), "overlapping_ci_keeps_champion", True, "beats"),
+        (Candidate("gan", 19.0, (18.5, 19.5)), "overlapping_ci_keeps_champion", False, "not beat"),
+        (Candidate("gan", 20.0, (19.5, 20.5)), "point_estimate", False, "does not beat"),
+        (Candidate("gan", 20.3, (19.8, 20.8)), "overlapping_ci_keeps_champion", False, "overlap"),
+        (Candidate("gan", 20.3, (19.8, 20.8)), "point_estimate", True, "beats"),
     ],
 )
-def test_should_promote(
-    challenger: Candidate, protocol: str, rule: str, promote: bool, why: str
-) -> None:
-    verdict = should_promote(challenger, protocol, CHAMP, "p", higher=True, tie_rule=rule)
+def test_should_promote(challenger: Candidate, rule: str, promote: bool, why: str) -> None:
+    verdict = should_promote(challenger, CHAMP, higher=True, tie_rule=rule)
     assert verdict.promote is promote
     assert why in verdict.reason
 
 
-def test_no_champion_always_promotes_and_lower_is_better_direction() -> None:
-    assert should_promote(CHAMP, "p", None, None, True, "point_estimate").promote
+def test_lower_is_better_direction() -> None:
     fd_champ = Candidate("vae", 10.0, None)
-    assert should_promote(
-        Candidate("gan", 9.0, None), "p", fd_champ, "p", False, "overlapping_ci_keeps_champion"
-    ).promote
+    assert should_promote(Candidate("gan", 9.0, None), fd_champ, False, "point_estimate").promote
     assert not should_promote(
-        Candidate("gan", 11.0, None), "p", fd_champ, "p", False, "point_estimate"
+        Candidate("gan", 11.0, None), fd_champ, False, "point_estimate"
     ).promote
 
 
-def test_markdown_table_names_winner_runner_up_and_registry_outcome() -> None:
-    report = make_report(MODELS, fd={"vae": 12.0, "gan": 7.5}, psnr={"vae": 20.0, "gan": 18.0})
-    decisions = decide_report(report, {"generation": "fd", "restoration": "psnr"})
-    record = {"tasks": {t: d.to_dict() for t, d in decisions.items()}}
-    record["tasks"]["generation"]["registry"] = {
+def incumbent(report: dict, task: str, family: str, value: float | None, **extra: object) -> dict:
+    """report["incumbents"][task] for a champion of `family` with other weights."""
+    scored = value is not None
+    key = "fd" if task == "generation" else "psnr"
+    return {
         "version": "3",
-        "promoted": True,
-        "reason": "no champion existed",
+        "candidate_id": "old-candidate",
+        "family": family,
+        "method": None if task == "generation" else "vae_latent_search",
+        "weights_hash": "old-weights",
+        "scored": scored,
+        "reason": None if scored else "it expects images (1, 28, 28), the data has (1, 8, 8)",
+        "same_as": None,
+        "scores": {key: metric(value)} if scored else {},
+        **extra,
     }
-    text = markdown(record)
+
+
+def test_no_champion_yet_the_challenger_takes_it(tiny_models) -> None:
+    record = decision_record(report_for(tiny_models), CONFIG)
+    gen = record["tasks"]["generation"]
+    assert gen["model_name"] == "genpipe-digits-generation"
+    assert gen["champion"] == "challenger" and gen["reason"] == "no champion existed"
+    assert gen["challenger"]["family"] == "gan"
+    assert gen["challenger"]["checkpoint"].endswith("epoch_0002.pt")
+    rest = record["tasks"]["restoration"]["challenger"]
+    assert rest["settings"] == {
+        "method": "vae_amortised",
+        "seed": 0,
+        "latent_search": {"steps": 5, "restarts": 2, "lr": 0.1, "prior_weight": 0.01},
+    }
+
+
+def test_a_better_scored_champion_keeps_the_title_and_a_worse_one_loses_it(tiny_models) -> None:
+    report = report_for(tiny_models)
+    report["incumbents"]["generation"] = incumbent(report, "generation", "vae", 5.0)
+    kept = decision_record(report, CONFIG)["tasks"]["generation"]
+    assert kept["champion"] == "incumbent"
+    assert "does not beat champion 5" in kept["reason"] and "same protocol" in kept["reason"]
+
+    report["incumbents"]["generation"] = incumbent(report, "generation", "vae", 9.0)
+    lost = decision_record(report, CONFIG)["tasks"]["generation"]
+    assert lost["champion"] == "challenger" and "beats champion 9" in lost["reason"]
+
+    # within the CIs: the default tie rule keeps the champion
+    report["incumbents"]["generation"] = incumbent(report, "generation", "vae", 7.55)
+    tie = decision_record(report, CONFIG)["tasks"]["generation"]
+    assert tie["champion"] == "incumbent" and "the tie keeps the champion" in tie["reason"]
+
+
+def test_a_champion_that_cannot_be_scored_gives_way_and_says_how_to_go_back(tiny_models) -> None:
+    report = report_for(tiny_models)
+    report["incumbents"]["restoration"] = incumbent(report, "restoration", "vae", None)
+    rest = decision_record(report, CONFIG)["tasks"]["restoration"]
+    assert rest["champion"] == "challenger"
+    assert "could not be scored" in rest["reason"] and "(1, 28, 28)" in rest["reason"]
+    assert "`genpipe registry rollback restoration` returns to v3" in rest["reason"]
+
+
+def test_the_champion_being_the_best_new_candidate_is_kept_as_is(tiny_models) -> None:
+    report = report_for(tiny_models)
+    settings = serving_settings(report, "generation", None)
+    same = candidate_id("generation", report["models"]["gan"]["weights_hash"], settings)
+    report["incumbents"]["generation"] = incumbent(
+        report, "generation", "gan", 7.5, candidate_id=same
+    )
+    gen = decision_record(report, CONFIG)["tasks"]["generation"]
+    assert gen["champion"] == "incumbent" and gen["challenger"]["candidate_id"] == same
+
+
+def test_decision_id_names_what_the_registry_must_hold(tiny_models) -> None:
+    report = report_for(tiny_models)
+    first = decision_record(report, CONFIG)
+    assert decision_record(report, CONFIG)["decision_id"] == first["decision_id"]
+    # other numbers, same candidates and holders: the registry needs no change
+    other = make_report(tiny_models, fd={"vae": 13.0, "gan": 7.0}, psnr={"vae": 21.0, "gan": 18.0})
+    assert decision_record(other, CONFIG)["decision_id"] == first["decision_id"]
+    # the champion changes hands: another decision
+    report["incumbents"]["generation"] = incumbent(report, "generation", "vae", 5.0)
+    assert decision_record(report, CONFIG)["decision_id"] != first["decision_id"]
+
+
+def test_headline_metrics_are_few_and_flat_enough_for_exp_show(tiny_models) -> None:
+    report = report_for(tiny_models)
+    headline = headline_metrics(report, decision_record(report, CONFIG))
+
+    def leaves(node: object) -> int:
+        return sum(leaves(v) for v in node.values()) if isinstance(node, dict) else 1
+
+    assert 10 <= leaves(headline) <= 20
+    assert headline["generation"]["winner"] == "gan"
+    assert headline["generation"]["fd"]["gan_low"] == pytest.approx(7.4)
+    assert headline["restoration"]["psnr"]["vae"] == 20.0
+    assert headline["evaluator_accuracy"] == 0.99
+
+
+def test_markdown_table_names_winner_runner_up_and_champion(tiny_models) -> None:
+    report = report_for(tiny_models)
+    report["incumbents"]["restoration"] = incumbent(report, "restoration", "vae", 25.0)
+    text = markdown(decision_record(report, CONFIG))
     assert "| generation | fd | gan | 7.5" in text
     assert "| restoration | psnr | vae (vae_amortised) | 20" in text
-    assert "v3 champion" in text and "no champion existed" in text
+    assert "gan (new)" in text and "v3 (kept)" in text and "no champion existed" in text
