@@ -135,10 +135,14 @@ def shipped_params() -> Params:
 
 def genpipe_step(model: str, images: torch.Tensor, batch: int, compile_: bool, tmp: Path) -> Step:
     params = shipped_params()
-    runtime = device.resolve(params.runtime.model_copy(update={"device": "cpu", "compile": compile_}))
+    runtime = device.resolve(
+        params.runtime.model_copy(update={"device": "cpu", "compile": compile_})
+    )
     uint8 = (images * 255).round().to(torch.uint8).numpy()
     split = Split(uint8, torch.zeros(len(uint8), dtype=torch.long).numpy())
-    data = PreparedData(split, split, split, {"dataset": "bench", "classes": ["0"], "data_hash": "-"})
+    data = PreparedData(
+        split, split, split, {"dataset": "bench", "classes": ["0"], "data_hash": "-"}
+    )
     task = get_task(model).build(params, data, TaskContext(runtime, tmp))
     batches = Batches(
         uint8, split.labels, batch, runtime, task.data_order, 10**10, 0, True, task.channels_last
