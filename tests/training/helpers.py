@@ -7,7 +7,8 @@ from pathlib import Path
 from genpipe import device
 from genpipe.config import Params
 from genpipe.data.dataset import load_prepared
-from genpipe.training.data import Batches
+from genpipe.training.data import Batch, Batches
+from genpipe.training.distributed import Ranks
 from genpipe.training.task import Task, TaskContext, get_task
 
 CPU = device.Available(cuda=False, mps=False, bf16=False)
@@ -30,4 +31,10 @@ def batches_for(task: Task, params: Params, prepared: Path) -> Batches:
         0,
         task.drop_last,
         task.channels_last,
+        Ranks(),
     )
+
+
+def whole(x, y) -> Batch:
+    """A batch that is all of one process's global batch."""
+    return Batch(x, y, len(x), slice(None))

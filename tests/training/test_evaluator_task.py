@@ -57,9 +57,9 @@ def test_random_shift_moves_whole_images() -> None:
     assert torch.all(centres == 1)
 
 
-def _argv(params: Path, paths: TrainPaths, metrics: Path) -> list[str]:
+def _argv(params: Path, paths: TrainPaths) -> list[str]:
     return ["--task", "evaluator", "--params", str(params), "--prepared", str(paths.prepared),
-            "--out", str(paths.out), "--work", str(paths.work), "--metrics", str(metrics)]  # fmt: skip
+            "--out", str(paths.out), "--work", str(paths.work)]  # fmt: skip
 
 
 def test_stage_fails_clearly_below_the_accuracy_floor(
@@ -70,23 +70,23 @@ def test_stage_fails_clearly_below_the_accuracy_floor(
     params = tmp_path / "params.yaml"
     floor = {"evaluator": {"epochs": 1, "min_test_accuracy": 0.9999}}
     params.write_text(yaml.safe_dump(merge(merge(raw_params(), TINY), floor)))
-    paths, metrics = train_paths("run"), tmp_path / "evaluator.json"
-    assert train_stage.main(_argv(params, paths, metrics)) == 2
+    paths = train_paths("run")
+    assert train_stage.main(_argv(params, paths)) == 2
     assert "evaluator.min_test_accuracy" in capsys.readouterr().err
-    assert not (paths.out / "model.pt").exists() and not metrics.exists()
+    assert not (paths.out / "model.pt").exists()
 
 
 @pytest.mark.slow
 def test_stage_reaches_the_accuracy_floor_on_digits(
     tmp_path: Path, train_paths: Callable[[str], TrainPaths], capsys: pytest.CaptureFixture
 ) -> None:
-    paths, metrics = train_paths("run"), tmp_path / "evaluator.json"
-    assert train_stage.main(_argv(tmp_path / "none.yaml", paths, metrics)) == 2
+    paths = train_paths("run")
+    assert train_stage.main(_argv(tmp_path / "none.yaml", paths)) == 2
     assert "none.yaml: not found" in capsys.readouterr().err  # a clear error, not a traceback
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw_params()))  # the shipped evaluator settings
-    assert train_stage.main(_argv(params, paths, metrics)) == 0
-    accuracy = json.loads(metrics.read_text())["test_accuracy"]
+    assert train_stage.main(_argv(params, paths)) == 0
+    accuracy = read_record(paths.out / "model.pt")["meta"]["test_accuracy"]
     assert accuracy >= raw_params()["evaluator"]["min_test_accuracy"]
     run = json.loads((paths.out / "run.json").read_text())
     logged = mlflow.get_run(run["run_id"])

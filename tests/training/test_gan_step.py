@@ -11,7 +11,7 @@ from genpipe.data.dataset import load_prepared
 from genpipe.models.gan import discriminator_loss, generator_loss
 from genpipe.training.optim import adam
 from tests.params import tiny_params
-from tests.training.helpers import build_task
+from tests.training.helpers import build_task, whole
 
 
 def test_gan_step_matches_a_plain_step_without_d_weight_grads_in_the_g_step(
@@ -30,7 +30,7 @@ def test_gan_step_matches_a_plain_step_without_d_weight_grads_in_the_g_step(
     opt_d = adam(D.parameters(), config.lr.discriminator, config.betas, task.runtime)
     noise = torch.Generator().manual_seed(params.train.seed + 2)  # GANTask's noise seed
     for _ in range(3):  # several steps: D must still train after a frozen G step
-        task.train_step(x, y, 1)
+        task.train_step(whole(x, y), 1)
         fake = G(torch.randn(len(x), config.latent_dim, generator=noise))
         d_real, d_fake = D(torch.cat([x, fake.detach()])).split(len(x))
         opt_d.zero_grad(set_to_none=True)

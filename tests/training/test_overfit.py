@@ -8,7 +8,7 @@ import torch
 
 from genpipe.data.dataset import load_prepared
 from tests.params import tiny_params
-from tests.training.helpers import build_task
+from tests.training.helpers import build_task, whole
 
 
 def _batch(prepared: Path, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,9 +21,9 @@ def test_vae_overfits_a_fixed_batch(digits_prepared: Path, tmp_path: Path) -> No
     x, y = _batch(digits_prepared)
     params = tiny_params({"vae": {"kl_warmup_epochs": 0, "lr": 3e-3}})
     task = build_task("vae", params, digits_prepared, tmp_path)
-    first = float(task.train_step(x, y, 1)["train_loss"])
+    first = float(task.train_step(whole(x, y), 1)["train_loss"])
     for _ in range(150):
-        last = float(task.train_step(x, y, 1)["train_loss"])
+        last = float(task.train_step(whole(x, y), 1)["train_loss"])
     assert last < first - 20, (first, last)  # nats per image
 
 
@@ -41,7 +41,7 @@ def test_gan_generator_moves_onto_a_fixed_batch(digits_prepared: Path, tmp_path:
 
     before = distance()
     for _ in range(150):
-        losses = task.train_step(x, y, 1)
+        losses = task.train_step(whole(x, y), 1)
     assert distance() < 0.6 * before, (before, distance())
     assert float(losses["d_real"]) > float(losses["d_fake"])  # D separates real from fake
 
@@ -50,8 +50,8 @@ def test_evaluator_fits_a_fixed_batch(digits_prepared: Path, tmp_path: Path) -> 
     x, y = _batch(digits_prepared, 64)
     params = tiny_params({"evaluator": {"augment": False, "epochs": 10}})
     task = build_task("evaluator", params, digits_prepared, tmp_path)
-    first = float(task.train_step(x, y, 1)["train_loss"])
+    first = float(task.train_step(whole(x, y), 1)["train_loss"])
     for _ in range(60):
-        last = float(task.train_step(x, y, 1)["train_loss"])
+        last = float(task.train_step(whole(x, y), 1)["train_loss"])
     assert last < 0.5 * first, (first, last)
     assert (task.model(x).argmax(1) == y).float().mean() > 0.9

@@ -19,6 +19,7 @@ from genpipe.config.base import Section
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, LatentSearchConfig, RegisterConfig
 from genpipe.config.train import (
+    DistributedConfig,
     EvaluatorConfig,
     GANConfig,
     RuntimeConfig,
@@ -30,6 +31,7 @@ from genpipe.errors import GenpipeError
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EvaluateConfig",
     "EvaluatorConfig",
     "GANConfig",

@@ -20,6 +20,15 @@ class TrainConfig(Section):
     batch_size: PositiveInt
 
 
+class DistributedConfig(Section):
+    """`runtime.distributed:` data-parallel training through torchrun (1 x 1: one process)."""
+
+    nproc_per_node: PositiveInt  # processes per machine (one per GPU on CUDA)
+    nnodes: PositiveInt  # machines; node 0 runs `dvc repro` and writes the outputs
+    rdzv_endpoint: str | None = Field(pattern=r"^[^:\s]+:\d+$")  # node 0's host:port
+    timeout_seconds: PositiveFloat  # a rank silent this long ends the job
+
+
 class RuntimeConfig(Section):
     """`runtime:` where and how training computes; changing these reruns no stage."""
 
@@ -33,6 +42,7 @@ class RuntimeConfig(Section):
     cpu_threads: int = Field(ge=0)
     checkpoint_every: PositiveInt
     log_images_every: PositiveInt
+    distributed: DistributedConfig
 
 
 class LearningRates(Section):

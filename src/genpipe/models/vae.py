@@ -92,9 +92,13 @@ class VAE(nn.Module):
             )
         return nll.flatten(1).sum(1)
 
-    def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> VAEOutput:
+    def forward(
+        self, x: torch.Tensor, kl_weight: float = 1.0, eps: torch.Tensor | None = None
+    ) -> VAEOutput:
+        """`eps` [N, latent] is the reparameterisation noise (drawn here when not given)."""
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
+        eps = torch.randn_like(mu) if eps is None else eps
+        z = mu + eps * (0.5 * logvar).exp()  # reparameterisation
         logits = self.decode_logits(z)
         recon_loss = self.recon_nll(logits, x).mean()
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()

@@ -2,19 +2,40 @@
 
 Writes the model dir (model.pt, previews, run.json) and the DVC plots CSV of its epochs.
 Resume checkpoints live in `--work` (outside DVC's outputs): a killed run resumes on the next
-`dvc repro`.
+`dvc repro`. When `runtime.distributed` asks for more than one process, the command re-runs
+itself under torchrun, one process per rank; on the other machines of a multi-node job, the same
+command with GENPIPE_NODE_RANK=<n> joins it (`make train-node`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from genpipe.config import load_params
 from genpipe.stages import _cli
+from genpipe.training import distributed
 from genpipe.training.run import TrainPaths, train
 
 
+def train_stage(params_path: str, task: str, paths: TrainPaths, argv: list[str]) -> None:
+    params = load_params(params_path)
+    config = params.runtime.distributed
+    if distributed.should_launch(config):
+        node_rank = int(os.environ.get("GENPIPE_NODE_RANK", "0"))
+        module = ["-m", "genpipe.stages.train", *argv]
+        command = distributed.torchrun_command(config, node_rank, module)
+        sys.stdout.flush()
+        os.execv(command[0], command)  # torchrun's exit status becomes the stage's
+    train(task, params, paths)
+
+
+@record  # under torchrun: a failing rank's traceback goes into the job's error summary
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = _cli.parser(__doc__ or "")
     p.add_argument("--task", required=True, help="model family: vae, gan or evaluator")
     p.add_argument("--prepared", type=Path, default=Path("data/prepared"))
@@ -23,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plots", type=Path, default=None, help="per-epoch CSV (dvc plots)")
     args = p.parse_args(argv)
     paths = TrainPaths(args.prepared, args.out, args.work, args.plots)
-    return _cli.run(
-        f"train_{args.task}",
-        lambda: train(args.task, load_params(args.params), paths),
-    )
+    return _cli.run(f"train_{args.task}", lambda: train_stage(args.params, args.task, paths, argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch
 from genpipe.errors import GenpipeError
 from genpipe.training import checkpoint
 from genpipe.training.data import Batches
+from genpipe.training.distributed import Ranks
 from genpipe.training.task import Task
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,8 @@ def all_generators(task: Task) -> dict[str, torch.Generator]:
     return {"data_order": task.data_order, **task.generators()}
 
 
-def restore(task: Task, path: Path, key: str) -> FitState:
-    """Load last.pt into `task` and return where it left off."""
-    record = checkpoint.load(path, task.name, key)
+def resume(task: Task, record: dict[str, Any]) -> FitState:
+    """Load a checkpoint record (training/checkpoint.py) into `task`; where it left off."""
     task.load_state_dict(record["state"])
     checkpoint.set_rng_state(record["rng"], all_generators(task))
     best = record["best"]
@@ -111,16 +111,24 @@ def fit(
     state: FitState,
     reporter: Reporter,
     save_checkpoint: Callable[[FitState], None],
+    ranks: Ranks = Ranks(),  # noqa: B008 - immutable: one process
 ) -> FitState:
-    """Run epochs state.epoch+1 .. schedule.epochs; checkpoints via `save_checkpoint`."""
-    with _progress(task.name, schedule.epochs, len(batches), state.epoch) as advance:
+    """Run epochs state.epoch+1 .. schedule.epochs; checkpoints via `save_checkpoint`.
+
+    With several processes every rank runs this loop in step: the losses are averaged over the
+    ranks each step (so all of them see a NaN at once), every rank validates on the full split,
+    and rank 0 alone reports and checkpoints while the others wait for it.
+    """
+    show = ranks.is_main
+    with _progress(task.name, schedule.epochs, len(batches), state.epoch, show) as advance:
         for epoch in range(state.epoch + 1, schedule.epochs + 1):
             started = time.perf_counter()
             sums: torch.Tensor | None = None
             names: list[str] = []
-            for x, y in batches:
-                losses = task.train_step(x, y, epoch)
-                stacked = torch.stack([v.float() for v in losses.values()])
+            for batch in batches:
+                losses = task.train_step(batch, epoch)
+                stacked = ranks.mean(torch.stack([v.float() for v in losses.values()]))
+                losses = dict(zip(losses, stacked, strict=True))
                 _check_finite(epoch, losses, stacked)
                 names = list(losses)
                 sums = stacked if sums is None else sums + stacked
@@ -142,19 +150,23 @@ def fit(
                 metrics[f"best_{task.val_metric}"] = state.best
             state.epoch = epoch
             state.history.append({"epoch": epoch, **metrics})
-            reporter.log_epoch(epoch, metrics, state.history)
-            if epoch % schedule.log_images_every == 0 or epoch == schedule.epochs:
-                reporter.log_images(epoch)
+            if show:
+                reporter.log_epoch(epoch, metrics, state.history)
+                if epoch % schedule.log_images_every == 0 or epoch == schedule.epochs:
+                    reporter.log_images(epoch)
             if epoch % schedule.checkpoint_every == 0 or epoch == schedule.epochs:
-                save_checkpoint(state)
-            log.info(
-                "%s epoch %d/%d %s (%.2fs)",
-                task.name,
-                epoch,
-                schedule.epochs,
-                " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-                time.perf_counter() - started,
-            )
+                if show:
+                    save_checkpoint(state)
+                ranks.barrier()
+            if show:
+                log.info(
+                    "%s epoch %d/%d %s (%.2fs)",
+                    task.name,
+                    epoch,
+                    schedule.epochs,
+                    " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                    time.perf_counter() - started,
+                )
             if schedule.stop_after is not None and epoch >= schedule.stop_after:
                 break
     return state
@@ -163,12 +175,13 @@ def fit(
 class _progress:
     """A rich progress bar on a terminal; nothing extra otherwise (the per-epoch log lines stay)."""
 
-    def __init__(self, name: str, epochs: int, steps: int, done_epochs: int) -> None:
+    def __init__(self, name: str, epochs: int, steps: int, done_epochs: int, show: bool) -> None:
         self.args = (name, epochs * steps, done_epochs * steps)
+        self.show = show
         self.bar: Any = None
 
     def __enter__(self) -> Callable[[], None]:
-        if not sys.stderr.isatty():
+        if not (self.show and sys.stderr.isatty()):
             return lambda: None
         from rich.progress import Progress
 

@@ -7,17 +7,19 @@ checkpoint on the next call with the same params, data and code, and continues i
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from genpipe import device, io, tracking
 from genpipe.config import Params
-from genpipe.data.dataset import load_prepared
-from genpipe.training import loop, process
+from genpipe.data.dataset import PreparedData, load_prepared
+from genpipe.training import checkpoint, distributed, loop, process
 from genpipe.training.data import Batches
+from genpipe.training.distributed import Ranks
 from genpipe.training.reporting import MlflowReporter
 from genpipe.training.task import TaskContext, get_task
 from genpipe.training.workdir import WorkDir
@@ -43,10 +45,25 @@ class TrainResult:
     resumed_from: int  # epoch the run resumed after (0: from scratch)
 
 
-def _start(task: loop.Task, work: WorkDir) -> loop.FitState:
-    """Resume from the work folder's checkpoint, or start clean (closing an orphaned run)."""
-    if work.last.exists():
-        state = loop.restore(task, work.last, work.key)
+def _start(task: loop.Task, work: WorkDir, ranks: Ranks) -> loop.FitState:
+    """Resume from the work folder's checkpoint, or start clean (closing an orphaned run).
+
+    Rank 0 reads the folder (on node 0's disk) and sends the checkpoint to the other ranks.
+    """
+    record = None
+    if ranks.is_main:
+        if work.last.exists():
+            record = checkpoint.load(work.last, task.name, work.key)
+        else:
+            orphan = work.recorded_run()
+            if orphan is not None:  # killed before its first checkpoint
+                tracking.end_orphan(orphan)
+            work.fresh()
+    record = ranks.broadcast(record)
+    if record is None:
+        return loop.FitState()
+    state = loop.resume(task, record)
+    if ranks.is_main:
         log.info(
             "resuming %s from %s: epoch %d of %d done (an earlier run of this stage stopped)",
             task.name,
@@ -57,12 +74,7 @@ def _start(task: loop.Task, work: WorkDir) -> loop.FitState:
         if not tracking.run_exists(state.run_id):
             log.info("its MLflow run %s is gone from this store; logging a new run", state.run_id)
             state.run_id = None
-        return state
-    orphan = work.recorded_run()
-    if orphan is not None:  # killed before its first checkpoint
-        tracking.end_orphan(orphan)
-    work.fresh()
-    return loop.FitState()
+    return state
 
 
 def train(
@@ -73,14 +85,32 @@ def train(
     stop_after: int | None = None,
     available: device.Available | None = None,
 ) -> TrainResult:
-    """Train `task_name`; `stop_after` ends the run after that epoch as if killed (tests)."""
+    """Train `task_name`; `stop_after` ends the run after that epoch as if killed (tests).
+
+    Under torchrun every process calls this; they form one data-parallel job.
+    """
     data = load_prepared(paths.prepared)
     runtime = device.resolve(params.runtime, available)
+    timeout = params.runtime.distributed.timeout_seconds
+    with distributed.process_group(runtime.device, timeout) as ranks:
+        runtime = replace(runtime, device=distributed.rank_device(runtime.device, ranks))
+        return _train(task_name, params, paths, data, runtime, ranks, stop_after)
+
+
+def _train(
+    task_name: str,
+    params: Params,
+    paths: TrainPaths,
+    data: PreparedData,
+    runtime: device.Runtime,
+    ranks: Ranks,
+    stop_after: int | None,
+) -> TrainResult:
     builder = get_task(task_name)
     config = builder.run_config(params)
     work = WorkDir.for_run(paths.work, task_name, config, data.data_hash)
-    task = builder.build(params, data, TaskContext(runtime, work.path))
-    state = _start(task, work)
+    task = builder.build(params, data, TaskContext(runtime, work.path, ranks))
+    state = _start(task, work, ranks)
     resumed_from = state.epoch
     batches = Batches(
         data.train.images,
@@ -92,6 +122,7 @@ def train(
         params.runtime.num_workers,
         task.drop_last,
         task.channels_last,
+        ranks,
     )
     schedule = loop.Schedule(
         task.epochs, params.runtime.checkpoint_every, params.runtime.log_images_every, stop_after
@@ -99,14 +130,21 @@ def train(
     threads = process.cpu_threads(
         params.runtime.cpu_threads, data.image_shape, torch.get_num_threads()
     )
-    tags = {"genpipe.data_hash": data.data_hash, "genpipe.device": runtime.name}
+    tags = {
+        "genpipe.data_hash": data.data_hash,
+        "genpipe.device": runtime.name,
+        "genpipe.processes": ranks.world,
+    }
     stage = f"train_{task_name}"
-    with (
-        process.activated(runtime, threads),
-        tracking.live_run(stage, data.dataset, config, tags, run_id=state.run_id) as run,
-    ):
-        state.run_id = run.info.run_id
-        work.record_run(state.run_id)
+    tracked = (
+        tracking.live_run(stage, data.dataset, config, tags, run_id=state.run_id)
+        if ranks.is_main
+        else contextlib.nullcontext()
+    )
+    with process.activated(runtime, threads), tracked as run:
+        if run is not None:
+            state.run_id = run.info.run_id
+            work.record_run(state.run_id)
         try:
             state = loop.fit(
                 task,
@@ -115,6 +153,7 @@ def train(
                 state,
                 MlflowReporter(paths.plots, task.grids),
                 lambda s: loop.save(task, work.last, work.key, s),
+                ranks,
             )
         except loop.DivergenceError as exc:
             kept = f"{work.last}" if work.last.exists() else "no checkpoint (none was due yet)"
@@ -124,10 +163,11 @@ def train(
         metrics = {k: v for k, v in (state.history[-1] if state.history else {}).items()}
         metrics.pop("epoch", None)
         finished = state.epoch >= task.epochs
-        exported = _export(task, paths.out, state, run) if finished else {}
-    if finished:
+        exported = _export(task, paths.out, state, run) if finished and run is not None else {}
+    ranks.barrier()  # the others wait for rank 0's outputs
+    if finished and ranks.is_main:
         work.finish()
-    return TrainResult(state.run_id, state.epoch, metrics, exported, finished, resumed_from)
+    return TrainResult(state.run_id or "", state.epoch, metrics, exported, finished, resumed_from)
 
 
 def _export(task: loop.Task, out: Path, state: loop.FitState, run) -> dict[str, float]:

@@ -22,14 +22,18 @@ from genpipe.config import Params
 from genpipe.data.dataset import PreparedData
 from genpipe.device import Runtime
 from genpipe.errors import GenpipeError
+from genpipe.training.data import Batch
+from genpipe.training.distributed import Ranks
 
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a task needs besides params and data: where it computes and its work folder."""
+    """What a task needs besides params and data: where it computes, its work folder, and its
+    place among data-parallel processes."""
 
     runtime: Runtime
     work: Path  # the run's resume folder (snapshots that outlive a crash go here)
+    ranks: Ranks = field(default_factory=Ranks)
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,10 @@ class Task(Protocol):
     def generators(self) -> dict[str, torch.Generator]: ...  # other explicit RNGs to checkpoint
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def train_step(
-        self, x: torch.Tensor, y: torch.Tensor, epoch: int
-    ) -> dict[str, torch.Tensor]: ...
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        """One optimiser step on this rank's rows of a global batch; returns its losses."""
+        ...
+
     def validate(self) -> dict[str, float]: ...
     def end_epoch(self, epoch: int) -> None: ...
     def grids(self) -> dict[str, torch.Tensor]: ...  # name -> images [N, C, H, W] in [0, 1]

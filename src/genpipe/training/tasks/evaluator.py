@@ -21,6 +21,8 @@ from genpipe.data.dataset import PreparedData
 from genpipe.errors import GenpipeError
 from genpipe.models.checkpoint import save_model
 from genpipe.models.classifier import Classifier, accuracy
+from genpipe.training import distributed
+from genpipe.training.data import Batch
 from genpipe.training.task import Exported, TaskContext
 
 
@@ -28,11 +30,21 @@ class EvaluatorAccuracyError(GenpipeError):
     """The evaluator classifier is not accurate enough for its features to be trusted."""
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
-    """Translate each image by up to `max_shift` pixels (zero fill): cheap, label-preserving."""
+def random_shift(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    max_shift: int = 1,
+    size: int | None = None,
+    rows: slice = slice(None),
+) -> torch.Tensor:
+    """Translate each image by up to `max_shift` pixels (zero fill): cheap, label-preserving.
+
+    The shifts are drawn for a global batch of `size` images and `rows` of them applied to `x`.
+    """
     n, c, h, w = x.shape
     pad = F.pad(x, (max_shift,) * 4)  # [N, C, H+2s, W+2s]
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(x.device)
+    shifts = torch.randint(0, 2 * max_shift + 1, (2, size or n), generator=generator)
+    dy, dx = shifts[:, rows].to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # [N, 1, H, 1]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # [N, 1, 1, W]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -57,9 +69,11 @@ class EvaluatorTask:
         self.n_classes = len(data.classes)
         # The default memory layout, not channels_last: these weights define the metric space,
         # and another layout's rounding would move every generation metric.
-        self.model = Classifier(config, data.image_shape, n_classes=self.n_classes).to(
-            runtime.device
-        )
+        classifier = Classifier(config, data.image_shape, n_classes=self.n_classes)
+        if context.ranks.active:  # batch statistics of the global batch
+            classifier = distributed.global_batch_norm(classifier)
+        self.model = classifier.to(runtime.device)
+        self.forward = distributed.wrap(self.model, context.ranks)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=1e-4)
         steps_per_epoch = -(-len(data.train) // config.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -93,13 +107,14 @@ class EvaluatorTask:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         self.model.train()
+        x = batch.x
         if self.config.augment:
-            x = random_shift(x, self.data_order)
-        loss = F.cross_entropy(self.model(x), y, label_smoothing=0.05)
+            x = random_shift(x, self.data_order, size=batch.size, rows=batch.rows)
+        loss = F.cross_entropy(self.forward(x), batch.y, label_smoothing=0.05)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if batch.weight == 1 else loss * batch.weight).backward()
         self.opt.step()
         self.sched.step()
         return {"train_loss": loss.detach()}

@@ -8,6 +8,7 @@ kept in the run's work folder until export, so a resumed run still has the earli
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 from pathlib import Path
@@ -21,6 +22,8 @@ from genpipe.device import prepare_module
 from genpipe.grids import save_grid
 from genpipe.models.checkpoint import save_model
 from genpipe.models.gan import Discriminator, Generator, discriminator_loss, generator_loss
+from genpipe.training import distributed
+from genpipe.training.data import Batch
 from genpipe.training.optim import adam
 from genpipe.training.task import Exported, TaskContext
 
@@ -47,11 +50,21 @@ class GANTask:
         self.config, self.runtime = config, runtime
         self.epochs, self.batch_size = config.epochs, train.batch_size
         self.channels_last = runtime.channels_last
-        self.G = prepare_module(Generator(config, data.image_shape), runtime)
+        self.ranks = context.ranks
+        generator = Generator(config, data.image_shape)
+        if self.ranks.active:  # batch statistics of the global batch, as one process has them
+            generator = distributed.global_batch_norm(generator)
+        self.G = prepare_module(generator, runtime)
         self.D = prepare_module(Discriminator(config, data.image_shape), runtime)
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.g_forward = torch.compile(self.G) if runtime.compile else self.G
-        self.d_forward = torch.compile(self.D) if runtime.compile else self.D
+        g_train, d_train = (
+            distributed.wrap(self.G, self.ranks),
+            distributed.wrap(self.D, self.ranks),
+        )
+        self.g_forward = torch.compile(g_train) if runtime.compile else g_train
+        self.d_forward = torch.compile(d_train) if runtime.compile else d_train
+        # the G step runs D frozen and unwrapped: no gradients of D to reduce there
+        self.d_frozen = torch.compile(self.D) if runtime.compile else self.D
         self.opt_g = adam(self.G.parameters(), config.lr.generator, config.betas, runtime)
         self.opt_d = adam(self.D.parameters(), config.lr.discriminator, config.betas, runtime)
         self.noise = torch.Generator(runtime.device).manual_seed(train.seed + 2)
@@ -94,30 +107,35 @@ class GANTask:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
 
-    def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(
-            n, self.config.latent_dim, generator=self.noise, device=self.runtime.device
+    def _z(self, batch: Batch) -> torch.Tensor:
+        """This rank's rows of the global batch's latents."""
+        z = torch.randn(
+            batch.size, self.config.latent_dim, generator=self.noise, device=self.runtime.device
         )
+        return z[batch.rows]
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
-        kind = self.config.loss
-        for _ in range(self.config.d_steps):  # extra D steps reuse the real batch, fresh z
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        kind, x = self.config.loss, batch.x
+        for step in range(self.config.d_steps):  # extra D steps reuse the real batch, fresh z
+            last = step == self.config.d_steps - 1
+            with self.runtime.autocast(), contextlib.nullcontext() if last else torch.no_grad():
+                # only the last fakes feed the G step; earlier ones need no graph through G
+                fake = (self.g_forward if last else self.G)(self._z(batch))  # [b, C, H, W]
             with self.runtime.autocast():
-                fake = self.g_forward(self._z(len(x)))  # [B, C, H, W] in [0, 1]
                 # one D pass over [real; fake] (D has no batch norm): half the small ops
                 d_real, d_fake = self.d_forward(torch.cat([x, fake.detach()])).split(len(x))
                 d_out = discriminator_loss(kind, d_real, d_fake)
             self.opt_d.zero_grad(set_to_none=True)
-            d_out.loss.backward()
+            (d_out.loss if batch.weight == 1 else d_out.loss * batch.weight).backward()
             self.opt_d.step()
         # G step on the last fakes, against the updated D. D's weights are frozen for it:
         # their gradients would be discarded, and skipping them saves a third of D's backward.
         self.D.requires_grad_(False)
         try:
             with self.runtime.autocast():
-                g_out = generator_loss(kind, self.d_forward(fake))
+                g_out = generator_loss(kind, self.d_frozen(fake))
             self.opt_g.zero_grad(set_to_none=True)
-            g_out.loss.backward()
+            (g_out.loss if batch.weight == 1 else g_out.loss * batch.weight).backward()
         finally:
             self.D.requires_grad_(True)
         self.opt_g.step()
@@ -147,7 +165,12 @@ class GANTask:
         return {"val_d_real": float(real), "val_d_fake_ema": float(fake)}
 
     def end_epoch(self, epoch: int) -> None:
-        if epoch in self.snapshots:
+        if epoch not in self.snapshots:
+            return
+        # every rank must hold the same EMA generator and spectral-norm state by now
+        distributed.check_in_sync(self.ranks, f"the EMA generator at epoch {epoch}", self.ema)
+        distributed.check_in_sync(self.ranks, f"the discriminator at epoch {epoch}", self.D)
+        if self.ranks.is_main:
             meta = {**self.meta, "epoch": epoch}
             save_model(self.snapshot_dir / f"epoch_{epoch:04d}.pt", self.ema, "generator", meta)
 

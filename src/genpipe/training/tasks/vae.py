@@ -14,6 +14,8 @@ from genpipe.device import prepare_module
 from genpipe.grids import save_grid
 from genpipe.models.checkpoint import save_model
 from genpipe.models.vae import VAE
+from genpipe.training import distributed
+from genpipe.training.data import Batch
 from genpipe.training.optim import adam
 from genpipe.training.task import Exported, TaskContext
 
@@ -36,7 +38,8 @@ class VAETask:
         self.channels_last = runtime.channels_last
         self.meta = {"data_hash": data.data_hash, "dataset": data.meta.get("dataset")}
         self.model = prepare_module(VAE(config, data.image_shape), runtime)
-        self.forward = torch.compile(self.model) if runtime.compile else self.model
+        trained = distributed.wrap(self.model, context.ranks)
+        self.forward = torch.compile(trained) if runtime.compile else trained
         self.opt = adam(self.model.parameters(), config.lr, (0.9, 0.999), runtime)
         fixed = torch.Generator().manual_seed(train.seed + 1)
         self.fixed_z = torch.randn(N_GRID, config.latent_dim, generator=fixed).to(runtime.device)
@@ -70,11 +73,13 @@ class VAETask:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        # the global batch's noise, sliced: every process count draws the same numbers
+        eps = torch.randn(batch.size, self.config.latent_dim, device=batch.x.device)[batch.rows]
         with self.runtime.autocast():
-            out = self.forward(x, self.kl_weight(epoch))
+            out = self.forward(batch.x, self.kl_weight(epoch), eps)
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss if batch.weight == 1 else out.loss * batch.weight).backward()
         self.opt.step()
         return {
             "train_loss": out.loss.detach(),
