@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 from genpipe.config.base import Section
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, RegisterConfig
+from genpipe.config.services import ServicesConfig
 from genpipe.config.train import EvaluatorConfig, GANConfig, TrainConfig, VAEConfig
 from genpipe.errors import GenpipeError
 
@@ -25,6 +26,7 @@ __all__ = [
     "GANConfig",
     "Params",
     "RegisterConfig",
+    "ServicesConfig",
     "TrainConfig",
     "VAEConfig",
     "ValidateConfig",
@@ -47,6 +49,7 @@ class Params(Section):
     evaluator: EvaluatorConfig = EvaluatorConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+    services: ServicesConfig | None = None  # no stage reads it; `make services-up` does
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "params") -> Params:
