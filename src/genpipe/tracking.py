@@ -98,7 +98,10 @@ def check_backend_store(uri: str, timeout: float = 10.0) -> None:
             f"{' '.join(str(body).split())[:400]}. Check the database (make services-status)."
         ) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise TrackingError(f"MLflow server at {uri} did not answer a query ({exc})") from None
+        raise TrackingError(
+            f"MLflow server at {uri} answers /health but not a query within {timeout:.0f} s "
+            f"({exc}); its database may be down: check it (make services-status)"
+        ) from None
 
 
 def experiment_id(name: str) -> str:

@@ -196,20 +196,8 @@ def status(config: ServicesConfig, layout: Layout) -> list[Status]:
         svc = services[name]
         record = processes.running(layout.pidfile(name))
         problem = "not running" if record is None else svc.probe()
-        if name == "mlflow" and record is not None and problem is None:
-            problem = _mlflow_backend_problem(svc.url, config)
         result.append(Status(name, record.pid if record else None, svc.url, problem))
     return result
-
-
-def _mlflow_backend_problem(url: str, config: ServicesConfig) -> str | None:
-    from genpipe.tracking import TrackingError, check_backend_store
-
-    try:
-        check_backend_store(url, timeout=config.postgres.connect_timeout_seconds * 2)
-    except TrackingError as exc:
-        return str(exc)
-    return None
 
 
 def client_environment(config: ServicesConfig, layout: Layout) -> dict[str, str]:

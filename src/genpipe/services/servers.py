@@ -6,6 +6,8 @@ here rather than inherited: a user's MLFLOW_* or PREFECT_* variables must not re
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 import urllib.error
@@ -48,10 +50,19 @@ def http_probe(url: str, timeout: float) -> str | None:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return None if resp.status == 200 else f"{url}: HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
-        return f"{url}: HTTP {exc.code}"
+        return f"{url}: HTTP {exc.code}: {_message(exc.read())}"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"{url}: {reason}"
+
+
+def _message(body: bytes, limit: int = 300) -> str:
+    """The `message` of a JSON error body (MLflow's and Prefect's), else the body, on one line."""
+    text = body.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(text)
+        text = str(parsed.get("message", text)) if isinstance(parsed, dict) else text
+    return " ".join(text.split())[:limit]
 
 
 def mlflow_service(config: ServicesConfig, layout: Layout) -> Service:
@@ -78,8 +89,25 @@ def mlflow_service(config: ServicesConfig, layout: Layout) -> Service:
         env=env,
         cwd=layout.root,
         url=url,
-        probe=lambda: http_probe(f"{url}/health", timeout),
+        probe=lambda: mlflow_probe(url, timeout),
     )
+
+
+# Read through both SQL stores, so the worker has created their engines: a worker creates one on
+# its first request and, if the database is down then, MLflow retries that for ~100 s per request
+# (mlflow.store.db.utils.create_sqlalchemy_engine_with_retry); a warmed worker fails in seconds.
+_MLFLOW_STORE_READS = (
+    "/api/2.0/mlflow/experiments/search?max_results=1",
+    "/api/2.0/mlflow/registered-models/search?max_results=1",
+)
+
+
+def mlflow_probe(url: str, timeout: float) -> str | None:
+    """None once the server answers /health and reads from both of its stores."""
+    for path in ("/health", *_MLFLOW_STORE_READS):
+        if (problem := http_probe(url + path, timeout)) is not None:
+            return problem
+    return None
 
 
 def prefect_service(config: ServicesConfig, layout: Layout, password: str | None) -> Service:
