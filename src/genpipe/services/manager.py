@@ -7,12 +7,11 @@ reverse order, then sweeps any process still marked as belonging to the state fo
 
 from __future__ import annotations
 
-import logging
 import shlex
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from filelock import FileLock
 
@@ -21,8 +20,6 @@ from genpipe.config.services import env_var
 from genpipe.services import postgres, processes, servers, ssh, system
 from genpipe.services.processes import Service
 from genpipe.services.settings import Layout, ServiceError, postgres_password
-
-log = logging.getLogger(__name__)
 
 ORDER = ("postgres", "mlflow", "prefect", "sshd")  # start order; stop is the reverse
 Echo = Callable[[str], None]
@@ -114,6 +111,8 @@ def up(
                 svc = services[name]
                 if (record := processes.running(layout.pidfile(name))) is not None:
                     echo(f"{name}: already running (pid {record.pid}) at {svc.url}")
+                    if name == "postgres":  # a password changed in params.yaml takes effect
+                        postgres.ensure_role_and_databases(config, layout, password)
                     continue
                 _check_port(config, name)
                 if name == "postgres":
@@ -142,8 +141,6 @@ def up(
 
 def _socket_probe(svc: Service, config: ServicesConfig, layout: Layout) -> Service:
     """The postgres service whose readiness is 'the superuser gets in over the socket'."""
-    from dataclasses import replace
-
     return replace(svc, probe=lambda: postgres.probe_socket(config, layout))
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from genpipe.services.settings import ServiceError
@@ -22,6 +24,7 @@ PACKAGES = {
 # Where Debian puts programs that are not on a user's PATH.
 _EXTRA_DIRS = ("/usr/sbin", "/sbin")
 _POSTGRES_DIRS = "/usr/lib/postgresql"
+_POLICY = Path("/usr/sbin/policy-rc.d")
 
 
 def find(program: str) -> Path | None:
@@ -56,6 +59,24 @@ def require() -> dict[str, Path]:
     return {prog: find(prog) for prog in PACKAGES}  # type: ignore[misc]
 
 
+@contextlib.contextmanager
+def _no_service_starts() -> Iterator[None]:
+    """Keep the packages' own daemons (a system sshd on port 22, a postgres cluster) from
+    starting during the install: Debian's invoke-rc.d asks /usr/sbin/policy-rc.d, 101 = deny.
+    Container images usually ship one; otherwise one is in place for the install only."""
+    if _POLICY.exists():
+        yield
+        return
+    _POLICY.write_text(
+        "#!/bin/sh\n# genpipe.services: no daemon starts during its apt-get install\nexit 101\n"
+    )
+    _POLICY.chmod(0o755)
+    try:
+        yield
+    finally:
+        _POLICY.unlink(missing_ok=True)
+
+
 def install_missing() -> list[str]:
     """apt-get install the missing packages (root only); returns the packages installed.
 
@@ -72,12 +93,13 @@ def install_missing() -> list[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *absent]
     log.info("installing %s", " ".join(absent))
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        # a fresh machine may have no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ServiceError(f"`{' '.join(cmd)}` failed:\n{done.stderr[-2000:]}")
+    with _no_service_starts():
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ServiceError(f"`{' '.join(cmd)}` failed:\n{done.stderr[-2000:]}")
     if still := missing():
         raise ServiceError(f"installed {' '.join(absent)} but still missing {', '.join(still)}")
     return absent
