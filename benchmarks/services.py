@@ -189,7 +189,10 @@ def main() -> None:
     calls = args.writers * calls_per_writer(args.runs, args.steps)
     base = results["sqlite"]
     print(
-        f"\n{args.writers} concurrent writers x {args.runs} runs x ({args.steps} log_metric + "
+        f"\nload average at the end (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"{args.writers} concurrent writers x {args.runs} runs x ({args.steps} log_metric + "
         f"params, batch, artifact, create/terminate) = {calls} calls"
     )
     print(f"{'store':16} {'seconds':>8} {'calls/s':>8} {'vs sqlite':>10}")
