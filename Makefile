@@ -57,6 +57,34 @@ mlflow-server: $(STAMP)
 clean:
 	rm -rf data/* .dvc/cache .dvc/tmp
 
+# --- Shared team services (src/genpipe/services/, `services:` in params.yaml): PostgreSQL, the MLflow
+# and Prefect servers on it, and an sshd serving the DVC remote; state in .services/ (git-ignored).
+.PHONY: services-install services-up services-down services-status services-env services-dvc-remote
+
+## apt-get install what the services need and is missing (postgresql, openssh-server; root only).
+services-install: $(STAMP)
+	@$(BIN)/python -m genpipe.services install
+
+## Start every service not running yet; then point clients at them: eval "$$(make -s services-env)"
+services-up: $(STAMP) services-install
+	$(BIN)/python -m genpipe.services up
+
+## Stop them all (SIGTERM, then SIGKILL after services.stop_timeout_seconds).
+services-down: $(STAMP)
+	$(BIN)/python -m genpipe.services down
+
+## What runs, where, and whether it answers (exit 3 if something is down).
+services-status: $(STAMP)
+	@$(BIN)/python -m genpipe.services status
+
+## The client environment: MLFLOW_TRACKING_URI, PREFECT_API_URL, the DVC remote's URL and key.
+services-env: $(STAMP)
+	@$(BIN)/python -m genpipe.services env
+
+## Make the services' DVC remote this checkout's default (in .dvc/config.local).
+services-dvc-remote: $(STAMP)
+	$(BIN)/python -m genpipe.services dvc-remote
+
 # --- Prefect orchestration (pipelines/, prefect.yaml). PREFECT_HOME (above) keeps Prefect's state
 # in the project. Start the server and the worker in their own terminals; the API URL is
 # http://127.0.0.1:$(PREFECT_PORT)/api. FLOW_ARGS takes -S key=value overrides, as dvc exp run -S.

@@ -88,6 +88,35 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             f"MLflow tracking server at {uri} is unreachable ({exc}). Start it (make mlflow-server) "
             "or unset MLFLOW_TRACKING_URI to use the local SQLite store."
         ) from None
+    check_backend_store(uri, timeout)
+
+
+def check_backend_store(uri: str, timeout: float = 10.0) -> None:
+    """Raise TrackingError if the server at `uri` cannot reach its database.
+
+    /health answers without touching the store, and MLflow's client retries a 500 with backoff
+    for minutes; one unretried read here turns a down database into an error within seconds.
+    """
+    import json
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body)
+            body = parsed.get("message", body) if isinstance(parsed, dict) else body
+        raise TrackingError(
+            f"MLflow server at {uri} cannot use its backend store (HTTP {exc.code}): "
+            f"{' '.join(str(body).split())[:400]}. Check the database (make services-status)."
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise TrackingError(
+            f"MLflow server at {uri} answers /health but not a query within {timeout:.0f} s "
+            f"({exc}); its database may be down: check it (make services-status)"
+        ) from None
 
 
 def experiment_id(name: str) -> str:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from genpipe.config.base import Section
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, LatentSearchConfig, RegisterConfig
+from genpipe.config.services import ServicesConfig
 from genpipe.config.train import (
     DistributedConfig,
     EvaluatorConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "RegisterConfig",
     "RuntimeConfig",
     "Section",
+    "ServicesConfig",
     "TrainConfig",
     "VAEConfig",
     "ValidateConfig",
@@ -64,6 +66,7 @@ class Params:
     evaluator: EvaluatorConfig
     evaluate: EvaluateConfig
     register: RegisterConfig
+    services: ServicesConfig  # the team's shared servers (genpipe.services); no stage reads it
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:

@@ -1,0 +1,135 @@
+"""The DVC remote: a folder of the state dir, served by a dedicated sshd (Debian openssh-server).
+
+sshd runs in the foreground (-D) on its own port with its own config, host key and
+authorized_keys in the state folder; it accepts only the generated client key of the user who
+started it. DVC reaches it through the `dvc-ssh` plugin; the same server can serve
+`git clone ssh://...` to other hosts.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from genpipe.config import ServicesConfig
+from genpipe.services.processes import Service
+from genpipe.services.settings import Layout, ServiceError, url_host
+
+_PRIVSEP_DIR = Path("/run/sshd")  # sshd under root insists on this (tmpfiles.d makes it at boot)
+
+
+def host_key(layout: Layout) -> Path:
+    return layout.ssh / "host_ed25519_key"
+
+
+def client_key(layout: Layout) -> Path:
+    return layout.ssh / "client_ed25519_key"
+
+
+def known_hosts(layout: Layout) -> Path:
+    return layout.ssh / "known_hosts"
+
+
+def remote_url(config: ServicesConfig, layout: Layout) -> str:
+    """ssh://<user>@<host>:<port>/<abs path of the remote folder>."""
+    return (
+        f"ssh://{getpass.getuser()}@{url_host(config.host)}:{config.dvc_remote.ssh_port}"
+        f"{layout.dvc_remote}"
+    )
+
+
+def _keygen(ssh_keygen: Path, path: Path, comment: str) -> None:
+    if path.exists():
+        return
+    tmp = path.with_name(path.name + ".new")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".pub")):
+        leftover.unlink(missing_ok=True)
+    subprocess.run(
+        [str(ssh_keygen), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(tmp)],
+        check=True,
+        capture_output=True,
+    )
+    tmp.with_name(tmp.name + ".pub").replace(path.with_name(path.name + ".pub"))
+    tmp.replace(path)
+
+
+def prepare(config: ServicesConfig, layout: Layout, ssh_keygen: Path) -> None:
+    """Keys, authorized_keys, known_hosts and sshd_config (rewritten on every start)."""
+    _keygen(ssh_keygen, host_key(layout), "genpipe-services-host")
+    _keygen(ssh_keygen, client_key(layout), f"genpipe-dvc-{getpass.getuser()}")
+    authorized = layout.ssh / "authorized_keys"
+    authorized.write_text(client_key(layout).with_suffix(".pub").read_text())
+    authorized.chmod(0o600)
+    host_pub = host_key(layout).with_suffix(".pub").read_text().split()[:2]
+    entry = f"[{config.host}]:{config.dvc_remote.ssh_port}"
+    known_hosts(layout).write_text(f"{entry} {' '.join(host_pub)}\n")
+    (layout.ssh / "sshd_config").write_text(
+        f"""# written by genpipe.services on every start; edit params.yaml instead
+Port {config.dvc_remote.ssh_port}
+ListenAddress {config.host}
+HostKey {host_key(layout)}
+PidFile none
+AuthorizedKeysFile {authorized}
+AllowUsers {getpass.getuser()}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+# the state folder may live under a world-writable parent such as /tmp; every key file is 0600
+# in a 0700 folder that this program creates
+StrictModes no
+AllowTcpForwarding no
+X11Forwarding no
+PrintMotd no
+Subsystem sftp internal-sftp
+"""
+    )
+    if os.geteuid() == 0 and not _PRIVSEP_DIR.is_dir():
+        _PRIVSEP_DIR.mkdir(mode=0o755, parents=True)
+
+
+def service(config: ServicesConfig, layout: Layout, sshd: Path | None) -> Service:
+    """sshd in the foreground (-D), logging to stderr (-e) and so to its log file."""
+    argv = [str(sshd), "-D", "-e", "-f", str(layout.ssh / "sshd_config")]
+    host, port = config.host, config.dvc_remote.ssh_port
+    timeout = config.postgres.connect_timeout_seconds
+    return Service(
+        name="sshd",
+        argv=argv,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        cwd=layout.ssh,
+        url=remote_url(config, layout),
+        probe=lambda: probe(host, port, timeout),
+    )
+
+
+def probe(host: str, port: int, timeout: float) -> str | None:
+    """None if an SSH server greets on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            banner = sock.recv(64)
+    except OSError as exc:
+        return f"ssh://{url_host(host)}:{port}: {exc}"
+    return None if banner.startswith(b"SSH-2.0-") else f"{host}:{port}: not an SSH server"
+
+
+def configure_dvc_remote(config: ServicesConfig, layout: Layout, repo: Path) -> str:
+    """Make the services' remote the default of the DVC repo at `repo` (in .dvc/config.local:
+    the URL holds this host's state path and the key is personal)."""
+    from genpipe.services.servers import venv_bin
+
+    name = config.dvc_remote.name
+    dvc = str(venv_bin() / "dvc")
+    url = remote_url(config, layout)
+    for args in (
+        ["remote", "add", "--local", "--force", "--default", name, url],
+        ["remote", "modify", "--local", name, "keyfile", str(client_key(layout))],
+    ):
+        done = subprocess.run([dvc, *args], cwd=repo, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServiceError(f"`dvc {' '.join(args)}` in {repo} failed: {done.stderr.strip()}")
+    return url

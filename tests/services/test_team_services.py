@@ -1,0 +1,344 @@
+"""The team services for real: PostgreSQL, `mlflow server`, `prefect server` and the sshd behind the
+DVC remote, started by `python -m genpipe.services up` on 127.0.0.1 and free ports.
+
+The tests share one set of services (the module fixture) and run in file order: the fault cases
+restore what they break, and the last test stops everything and checks nothing is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import venv_bin
+from tests.services.conftest import TeamServices
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until `path` exists; fail with the process's output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"client exited ({proc.returncode}) before {path.name}:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"no {path.name} within {timeout} s"
+        time.sleep(0.2)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read().decode()
+
+
+def test_services_come_up_and_answer(team: TeamServices) -> None:
+    import psycopg2
+
+    from genpipe.services.settings import Layout, postgres_password
+
+    status = team.cli("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [line.split()[0] for line in status.stdout.splitlines()] == [
+        "postgres",
+        "mlflow",
+        "prefect",
+        "sshd",
+    ]
+    again = team.cli("up")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already running") == 4
+
+    env = team.client_env()
+    assert get(f"{env['MLFLOW_TRACKING_URI']}/health").strip() == "OK"
+    assert json.loads(get(f"{env['PREFECT_API_URL']}/health")) is True
+
+    config = team.config()
+    pg = config.postgres
+    password = postgres_password(config, Layout.of(config))
+    login = {"host": "127.0.0.1", "port": pg.port, "user": pg.user, "connect_timeout": 10}
+    for db in (pg.mlflow_db, pg.prefect_db):
+        with psycopg2.connect(dbname=db, password=password, **login) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == (pg.user,)
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(dbname=pg.mlflow_db, password="wrong-password", **login)
+
+
+TOY_DVC = """
+stages:
+  scale:
+    cmd: python scale.py
+    deps: [scale.py, numbers.txt]
+    params: [factor]
+    outs: [scaled.txt]
+"""
+TOY_STAGE = """
+import os, yaml
+factor = yaml.safe_load(open("params.yaml"))["factor"]
+numbers = [int(x) for x in open("numbers.txt").read().split()]
+open("scaled.txt", "w").write(" ".join(str(n * factor) for n in numbers))
+with open(os.environ["STAGE_RUNS"], "a") as log:  # outside the repo: counts real executions
+    log.write(f"{os.getcwd()} factor={factor}\\n")
+"""
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_dvc_remote_over_ssh_pushes_and_pulls_the_run_cache(
+    team: TeamServices, tmp_path: Path
+) -> None:
+    runs = tmp_path / "stage-runs.log"
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}",
+        "STAGE_RUNS": str(runs),
+    }
+    dvc = [str(venv_bin() / "dvc")]
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    (origin / "dvc.yaml").write_text(TOY_DVC)
+    (origin / "scale.py").write_text(TOY_STAGE)
+    (origin / "numbers.txt").write_text("1 2 3")
+    (origin / "params.yaml").write_text("factor: 3\n")
+    _run([*git, "init", "-q"], origin, env)
+    _run([*dvc, "init", "-q"], origin, env)
+    added = team.cli("dvc-remote", "--repo", str(origin))
+    assert added.returncode == 0, added.stderr
+
+    # two runs (factor 2, then the committed factor 3), each pushed as a team member would: the
+    # run cache holds both. (`push --run-cache` sends the run records, not the outputs of runs
+    # that are no longer in the workspace, so each run's outputs go up after that run.)
+    (origin / "params.yaml").write_text("factor: 2\n")
+    _run([*dvc, "repro"], origin, env)
+    _run([*dvc, "push"], origin, env)
+    (origin / "params.yaml").write_text("factor: 3\n")
+    _run([*dvc, "repro"], origin, env)
+    assert (origin / "scaled.txt").read_text() == "3 6 9"
+    _run([*git, "add", "-A"], origin, env)
+    _run([*git, "commit", "-qm", "toy pipeline"], origin, env)
+    pushed = _run([*dvc, "push", "--run-cache"], origin, env)
+    assert "pushed" in pushed
+    remote = team.state / "dvc-remote"
+    assert any((remote / "files" / "md5").rglob("*")) and any((remote / "runs").rglob("*"))
+    assert len(runs.read_text().splitlines()) == 2
+
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    assert not (clone / ".dvc" / "cache").exists()  # nothing local: all comes from the remote
+    assert team.cli("dvc-remote", "--repo", str(clone)).returncode == 0
+    _run([*dvc, "pull", "--run-cache"], clone, env)
+    assert (clone / "scaled.txt").read_text() == "3 6 9"
+    assert "up to date" in _run([*dvc, "status"], clone, env)
+    repro = _run([*dvc, "repro"], clone, env)
+    assert "Running stage" not in repro, repro
+
+    # the other parameter set is restored from the pulled run cache (its outputs fetched from
+    # the remote by --pull), not run
+    (clone / "params.yaml").write_text("factor: 2\n")
+    restored = _run([*dvc, "repro", "--pull"], clone, env)
+    assert "Running stage" not in restored and "skipping run" in restored, restored
+    assert (clone / "scaled.txt").read_text() == "2 4 6"
+    assert len(runs.read_text().splitlines()) == 2  # the stage never ran in the clone
+
+
+def test_three_concurrent_writers_lose_nothing(team: TeamServices, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from tests.services.mlflow_client import METRICS
+
+    writers, runs, steps = 3, 4, 10
+    env = team.client_env()
+    procs = [
+        team.client("write", "concurrent", str(w), str(runs), str(steps), env=env, cwd=tmp_path)
+        for w in range(writers)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("concurrent")
+    found = client.search_runs([exp.experiment_id], max_results=1000)
+    assert sorted(r.info.run_name for r in found) == sorted(
+        f"w{w}-r{r}" for w in range(writers) for r in range(runs)
+    )
+    for run in found:
+        assert run.info.status == "FINISHED"
+        for i, name in enumerate(METRICS):
+            history = client.get_metric_history(run.info.run_id, name)
+            assert sorted((m.step, m.value) for m in history) == [
+                (s, s * 10 + i) for s in range(steps)
+            ]
+        note = Path(client.download_artifacts(run.info.run_id, "note.txt", str(tmp_path)))
+        assert (
+            note.read_text() == f"writer {run.data.params['writer']} run {run.data.params['run']}"
+        )
+
+
+def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) -> None:
+    """A client with the exported retry settings rides out the restart and finishes; one allowed
+    a single immediate retry fails with MLflow's error naming the server's URL."""
+    from mlflow import MlflowClient
+
+    steps = 5
+    patient_dir, impatient_dir = tmp_path / "patient", tmp_path / "impatient"
+    patient_dir.mkdir()
+    impatient_dir.mkdir()
+    env = team.client_env()
+    uri = env["MLFLOW_TRACKING_URI"]
+    impatient_env = {
+        **env,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    }
+    patient = team.client("phased", "restart", str(patient_dir), str(steps), env=env, cwd=tmp_path)
+    impatient = team.client(
+        "phased", "restart", str(impatient_dir), str(steps), env=impatient_env, cwd=tmp_path
+    )
+    wait_for(patient_dir / "phase1", patient)
+    wait_for(impatient_dir / "phase1", impatient)
+
+    stopped = team.cli("down", "mlflow")
+    assert stopped.returncode == 0, stopped.stderr
+    (patient_dir / "go").touch()
+    (impatient_dir / "go").touch()
+    wait_for(patient_dir / "calling", patient)
+    _, err = impatient.communicate(timeout=300)  # cannot succeed while the server is down
+    assert impatient.returncode != 0
+    assert uri in err, err[-3000:]
+    assert patient.poll() is None  # still retrying: it cannot finish without the server
+
+    started = team.cli("up", "mlflow")
+    assert started.returncode == 0, started.stdout + started.stderr
+    out, err = patient.communicate(timeout=600)
+    assert patient.returncode == 0, err[-3000:]
+    history = MlflowClient(tracking_uri=uri).get_metric_history(out.split()[0], "loss")
+    assert sorted(m.step for m in history) == list(range(2 * steps))
+
+
+def test_postgres_down_is_a_clear_error_naming_the_uri(team: TeamServices, tmp_path: Path) -> None:
+    from genpipe.services import postgres
+    from genpipe.services.settings import Layout, postgres_password
+
+    config = team.config()
+    pg_port = str(config.postgres.port)
+    assert team.cli("down", "postgres").returncode == 0
+    try:
+        # a client going through the MLflow server: genpipe's pre-flight check, no retry loop
+        env = team.client_env()
+        check = team.client("check", env=env, cwd=tmp_path)
+        _, err = check.communicate(timeout=120)
+        assert check.returncode != 0
+        assert f"MLflow server at {env['MLFLOW_TRACKING_URI']} cannot use its backend store" in err
+        assert f'"127.0.0.1", port {pg_port} failed' in err
+
+        # the services' own health checks
+        status = team.cli("status")
+        assert status.returncode == 3
+        assert (
+            f"postgresql://{config.postgres.user}:***@127.0.0.1:{pg_port}/mlflow" in status.stdout
+        )
+        assert f"port {pg_port} failed" in status.stdout  # the mlflow row relays the server's error
+        reason = postgres.probe(config, postgres_password(config, Layout.of(config)))
+        assert reason is not None and reason.startswith(
+            f"postgresql://{config.postgres.user}:***@127.0.0.1:{pg_port}/"
+        )
+    finally:
+        assert team.cli("up", "postgres").returncode == 0
+    status = team.cli("status")
+    assert status.returncode == 0, status.stdout  # the servers reconnect by themselves
+
+
+FLOW = """
+from prefect import flow, task
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+@flow(name="services-smoke")
+def smoke() -> int:
+    return double(21)
+
+assert smoke() == 42
+"""
+
+
+def test_services_mode_writes_no_sqlite_store(team: TeamServices, tmp_path: Path) -> None:
+    """A stage-like client (genpipe.tracking) and a Prefect flow run against the servers; then
+    no SQLite file exists in the client's project, its PREFECT_HOME, or the state folder."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / "flow.py").write_text(FLOW)
+    env = team.client_env(GENPIPE_ROOT=str(project), PREFECT_HOME=str(project / ".prefect"))
+    writer = team.client("write", "no-sqlite", "0", "1", "3", env=env, cwd=project)
+    _, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    flow = subprocess.run(
+        [sys.executable, "flow.py"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert flow.returncode == 0, flow.stderr[-3000:]
+
+    api = env["PREFECT_API_URL"]
+    body = json.dumps({"flows": {"name": {"any_": ["services-smoke"]}}}).encode()
+    req = urllib.request.Request(
+        f"{api}/flow_runs/filter", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert [r["state_type"] for r in json.load(resp)] == ["COMPLETED"]
+
+    sqlite = [
+        p
+        for folder in (project, team.state)
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink() and _starts_with(p, SQLITE_MAGIC)
+    ]
+    assert sqlite == []
+    assert not (project / "mlflow").exists()
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def test_down_stops_everything_and_leaves_no_process(team: TeamServices) -> None:
+    from genpipe.services import processes
+
+    pidfiles = sorted((team.state / "run").glob("*.pid"))
+    assert [p.stem for p in pidfiles] == ["mlflow", "postgres", "prefect", "sshd"]
+    pids = set()
+    for pidfile in pidfiles:
+        pids |= processes.tree(json.loads(pidfile.read_text())["pid"])
+    pids |= processes.marked(team.state)
+    assert len(pids) > 4  # postgres backends, uvicorn workers: more than the four leaders
+
+    done = team.cli("down")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("stopped") >= 4
+    assert [p for p in pids if processes.alive(p)] == []
+    assert processes.marked(team.state) == set()
+    assert list((team.state / "run").glob("*.pid")) == []
+    status = team.cli("status")
+    assert status.returncode == 3 and status.stdout.count("not running") == 4
+    for port in team.ports.values():
+        assert not processes.port_in_use("127.0.0.1", port)
