@@ -66,7 +66,7 @@ def test_a_missing_key_is_an_error_not_a_default(tmp_path: Path) -> None:
         load_services_config(path, {})
     del raw["services"]
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="no `services:` section"):
+    with pytest.raises(ConfigError, match="- services: missing section"):
         load_services_config(path, {})
 
 
