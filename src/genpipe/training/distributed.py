@@ -168,6 +168,23 @@ def module_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: d(sum over ranks)/d(each rank's input) sums the
+    upstream gradients of every rank."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over the global batch: statistics all-reduced across ranks, with gradients.
 
@@ -180,12 +197,10 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if dist.get_world_size() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = (0, 2, 3)
         count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype, device=x.device)
         sums = torch.cat([x.sum(dims), x.square().sum(dims), count])  # [2C + 1]
-        sums = all_reduce(sums)  # autograd-aware: gradients flow to every rank's inputs
+        sums = _SumOverRanks.apply(sums)  # gradients flow back to every rank's inputs
         c = x.shape[1]
         n = sums[-1]
         mean = sums[:c] / n
