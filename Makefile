@@ -12,9 +12,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+TASK ?= restoration
+SERVE_PORT ?= 5001
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server flow clean
+.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server serve flow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +55,11 @@ mlflow-ui: $(STAMP)
 mlflow-server: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## Serve a champion on http://127.0.0.1:$(SERVE_PORT)/invocations (mlflow models serve on the
+## project's store): make serve TASK=restoration, make serve TASK=generation SERVE_PORT=5002
+serve: $(STAMP)
+	$(BIN)/genpipe serve $(TASK) --port $(SERVE_PORT)
 
 clean:
 	rm -rf data/* .dvc/cache .dvc/tmp
