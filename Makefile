@@ -16,7 +16,7 @@ TASK ?= restoration
 SERVE_PORT ?= 5001
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server serve flow clean
+.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server serve plots flow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ mlflow-ui: $(STAMP)
 mlflow-server: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## DVC's plots as one page that renders offline (Vega inlined): dvc_plots/index.html.
+## PLOTS_ARGS="diff main" compares with a revision, as `dvc plots diff main`.
+PLOTS_ARGS ?= show
+plots: $(STAMP)
+	$(BIN)/python -m pipelines.offline_plots $(PLOTS_ARGS)
 
 ## Serve a champion on http://127.0.0.1:$(SERVE_PORT)/invocations (mlflow models serve on the
 ## project's store): make serve TASK=restoration, make serve TASK=generation SERVE_PORT=5002
