@@ -83,7 +83,7 @@ RUN_PARAMS ?=
 
 ## Run the whole pipeline once through the Prefect flow (a local, temporary API if no server is set).
 flow: $(STAMP)
-	$(BIN)/python -m pipelines.genpipe_flow $(FLOW_ARGS)
+	$(BIN)/python -m pipelines $(FLOW_ARGS)
 
 ## The whole pipeline on real 28x28 MNIST (params/mnist.yaml), from a loopback mirror of the official
 ## test-split files in ../shared/datasets/mnist. Like -S, the preset stays in params.yaml afterwards
@@ -94,7 +94,7 @@ pipeline-mnist: $(STAMP)
 	@test -f $(MNIST_DIR)/t10k-images-idx3-ubyte.gz || { echo "no MNIST files in $(MNIST_DIR)"; exit 2; }
 	$(BIN)/python -m http.server --bind 127.0.0.1 $(MNIST_PORT) --directory $(MNIST_DIR) >/dev/null 2>&1 & \
 	pid=$$!; trap "kill $$pid" EXIT; sleep 1; \
-	$(BIN)/python -m pipelines.genpipe_flow --preset params/mnist.yaml \
+	$(BIN)/python -m pipelines --preset params/mnist.yaml \
 		-S 'data.download.mirrors=[http://127.0.0.1:$(MNIST_PORT)/]' $(FLOW_ARGS)
 
 ## The Prefect server and UI on 127.0.0.1 (foreground).
