@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 # Offline project: no Prefect telemetry heartbeat (it also contends for the server's SQLite lock).
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# `make flow` without a server starts a temporary Prefect API; its first start creates its
+# database, which takes longer than Prefect's 20 s default on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200

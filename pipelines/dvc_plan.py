@@ -157,43 +157,61 @@ def stale_stages(repo: Any, stages: Sequence[str]) -> dict[str, list[str]]:
 
 
 def serve_one_request(project: Path, stdin: TextIO, stdout: TextIO) -> int:
-    """The helper: open the repo and its graph, then answer one request on stdin."""
+    """The helper: open the repo and its graph, then answer one request on stdin.
+
+    Unless the request is already waiting, DVC's status is taken while the flow still starts
+    (a no-op then gets its answer at once); overrides that change params.yaml make it retake the
+    status on a fresh repo.
+    """
     from dvc.repo import Repo
 
     from genpipe.config import ConfigError, load_params
     from pipelines import params_overrides
 
     try:
-        repo = Repo(str(project), _wait_for_lock=True)  # as `dvc --wait-for-lock`
-        graph = read_graph(repo)
-    except Exception as exc:  # DVC's errors: no repo, a bad dvc.yaml, ...
+        with Repo(str(project), _wait_for_lock=True) as repo:  # as `dvc --wait-for-lock`
+            graph = read_graph(repo)
+            early = None if _waiting(stdin) else stale_stages(repo, graph.stages)
+    except Exception as exc:  # DVC's errors: no repo, a bad dvc.yaml, a failing status
         return _reply(stdout, error=f"DVC cannot read the pipeline in {project}: {exc}")
+    _reply(stdout, ready=True)
     line = stdin.readline()
     if not line.strip():
-        repo.close()
         return 0  # no request: the flow never started
     request = json.loads(line)
-    with repo:
-        unknown = sorted(set(request.get("stage_names", ())) - set(graph.stages))
-        if unknown:
-            return _reply(
-                stdout,
-                error=f"stage_timeouts names unknown stages {unknown}; dvc.yaml's stages are "
-                f"{list(graph.stages)}",
-            )
+    unknown = sorted(set(request.get("stage_names", ())) - set(graph.stages))
+    if unknown:
+        return _reply(
+            stdout,
+            error=f"stage_timeouts names unknown stages {unknown}; dvc.yaml's stages are "
+            f"{list(graph.stages)}",
+        )
+    try:
+        applied = params_overrides.apply_overrides(
+            project / "params.yaml", request.get("overrides")
+        )
+        load_params(project / "params.yaml")
+    except (GenpipeError, ConfigError) as exc:
+        return _reply(stdout, error=str(exc))
+    stale = early
+    if stale is None or applied:
         try:
-            applied = params_overrides.apply_overrides(
-                project / "params.yaml", request.get("overrides")
-            )
-            load_params(project / "params.yaml")
-        except (GenpipeError, ConfigError) as exc:
-            return _reply(stdout, error=str(exc))
-        try:
-            stale = stale_stages(repo, graph.stages)
+            with Repo(str(project), _wait_for_lock=True) as fresh:
+                stale = stale_stages(fresh, graph.stages)
         except Exception as exc:
             return _reply(stdout, error=f"`dvc status` failed in {project}: {exc}")
     plan = dataclasses.replace(graph, stale=stale, applied=tuple(applied))
     return _reply(stdout, plan=plan.to_json())
+
+
+def _waiting(stdin: TextIO) -> bool:
+    """Whether a request is already on stdin (then the early status would be wasted)."""
+    import select
+
+    try:
+        return bool(select.select([stdin], [], [], 0)[0])
+    except (OSError, ValueError):  # not a selectable stream (tests pass StringIO)
+        return True
 
 
 def _reply(stdout: TextIO, **payload: Any) -> int:
@@ -231,19 +249,35 @@ class DvcSide:
         project = project.resolve()
         return cls._prestarted.pop(project, None) or cls(project)
 
+    def wait_ready(self) -> None:
+        """Block until the helper has read the graph (and taken the early status)."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if '"ready"' not in line:
+            self._fail(line)
+
     def plan(self, overrides: Sequence[str], stage_names: Sequence[str] = ()) -> StagePlan:
         request = json.dumps({"overrides": list(overrides), "stage_names": list(stage_names)})
         out, err = self.proc.communicate(request + "\n")
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if self.proc.returncode != 0 or not lines:
-            raise PlanError(
-                f"the DVC helper (python -m pipelines.dvc_plan) exited {self.proc.returncode} "
-                f"in {self.project}:\n{err.strip()[-2000:]}"
-            )
-        reply = json.loads(lines[-1])
-        if "error" in reply:
-            raise PlanError(reply["error"])
-        return StagePlan.from_json(reply["plan"])
+        replies = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+        replies = [r for r in replies if "ready" not in r]
+        if self.proc.returncode != 0 or not replies:
+            self._fail(out, err)
+        if "error" in replies[-1]:
+            raise PlanError(replies[-1]["error"])
+        return StagePlan.from_json(replies[-1]["plan"])
+
+    def _fail(self, out: str, err: str = "") -> None:
+        if not err and self.proc.stderr is not None:
+            self.proc.kill()
+            err = self.proc.stderr.read()
+        for line in out.splitlines():
+            if line.startswith("{") and "error" in line:
+                raise PlanError(json.loads(line)["error"])
+        raise PlanError(
+            f"the DVC helper (python -m pipelines.dvc_plan) exited {self.proc.returncode} "
+            f"in {self.project}:\n{err.strip()[-2000:]}"
+        )
 
 
 def _pythonpath() -> str:

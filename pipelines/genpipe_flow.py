@@ -186,6 +186,7 @@ def genpipe_pipeline(
         "stages": {
             r.stage: {
                 "outcome": r.outcome,
+                "state": futures[r.stage].state.name,  # Prefect's: Completed, Skipped, Cached
                 "dvc_started": r.dvc_started,
                 "started": r.started,
                 "finished": r.finished,
@@ -276,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    started = time.perf_counter()
     try:
         result = genpipe_pipeline(overrides=args.overrides or None, project_dir=args.project)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
         return 2
+    seconds = time.perf_counter() - started  # the flow call, with Prefect's setup and teardown
     outcomes = ", ".join(f"{s}={v['outcome']}" for s, v in result["stages"].items())
-    print(f"pipeline run {result['pipeline_run_id']}: {outcomes}")
+    print(f"pipeline run {result['pipeline_run_id']} ({seconds:.2f} s): {outcomes}")
     return 0
 
 

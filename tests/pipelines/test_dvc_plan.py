@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.dvc_plan import PlanError, StagePlan
@@ -71,3 +73,47 @@ def test_a_cycle_or_an_unknown_stage_is_an_error() -> None:
 def test_json_round_trip() -> None:
     p = plan(stale=("evaluate",))
     assert StagePlan.from_json(p.to_json()) == p
+
+
+@pytest.mark.slow
+def test_the_dvc_helper_plans_from_status_and_retakes_it_after_overrides(
+    fake_project: Path,
+) -> None:
+    """The helper's early status serves a no-op; an override makes it ask DVC again."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.dvc_plan import DvcSide
+    from tests.conftest import venv_bin
+    from tests.pipelines.conftest import FAKE_STAGES
+
+    def ready_helper() -> DvcSide:
+        helper = DvcSide(fake_project)
+        helper.wait_ready()  # the early status is taken before the request below
+        return helper
+
+    fresh = ready_helper().plan([])
+    assert set(fresh.stale) == set(FAKE_STAGES)  # never reproduced: everything is stale
+    assert fresh.order() == FAKE_STAGES
+    assert fresh.files["evaluate"]["metrics"] == ["data/metrics/evaluate.json"]
+
+    env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=fake_project, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert ready_helper().plan([]).stale == {}
+
+    changed = ready_helper().plan(["vae.epochs=3"])
+    assert changed.applied == ("vae.epochs=3",)
+    assert set(changed.stale) == {"train_vae"}
+    assert set(ready_helper().plan([]).stale) == {"train_vae"}  # the early status sees it too
+
+    before = (fake_project / "params.yaml").read_text()
+    with pytest.raises(PlanError, match=r"vae\.epochs: Input should be greater than 0"):
+        ready_helper().plan(["vae.epochs=-1"])
+    idle = ready_helper()
+    idle.proc.stdin.close()  # type: ignore[union-attr]  # the flow never asked
+    assert idle.proc.wait(timeout=60) == 0
+    assert (fake_project / "params.yaml").read_text() == before
