@@ -87,6 +87,19 @@ def temporary_api_start(project: Path, env: dict) -> float:
     return best(2, lambda: float(timed([sys.executable, "-c", TEMP_API_START], project, env)[1]))
 
 
+EMPTY_FLOW = """
+from prefect import flow
+
+
+@flow(name="empty")
+def empty() -> None:
+    pass
+
+
+empty()
+"""
+
+
 def flow_run(flow: list[str], project: Path, env: dict) -> tuple[float, float]:
     """(wall time of the fresh process, seconds of the flow call it printed)."""
     wall, out = timed(flow, project, env)
@@ -142,8 +155,10 @@ def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
 def flow_noops(project: Path, env: dict, dvc_noop: float, tmp: str) -> None:
     flow = [str(BIN / "python"), "-m", "pipelines"]
     no_api = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    empty = [sys.executable, "-c", EMPTY_FLOW]
     timed(flow, project, no_api)  # warm-up: the temporary API's database is created here
     temp = [flow_run(flow, project, no_api) for _ in range(3)]
+    temp_empty = best(3, lambda: timed(empty, project, no_api)[0])
     temp_start = temporary_api_start(project, no_api)
 
     server, api = start_prefect_server(no_api, Path(tmp) / "prefect-server.log")
@@ -151,6 +166,7 @@ def flow_noops(project: Path, env: dict, dvc_noop: float, tmp: str) -> None:
         with_api = {**no_api, "PREFECT_API_URL": api}
         timed(flow, project, with_api)  # warm-up: the flow's first records on this server
         running = [flow_run(flow, project, with_api) for _ in range(3)]
+        run_empty = best(3, lambda: timed(empty, project, with_api)[0])
     finally:
         stop_group(server)
 
@@ -172,6 +188,11 @@ def flow_noops(project: Path, env: dict, dvc_noop: float, tmp: str) -> None:
         f"flow no-op, running API:         {run_wall:7.2f} s   `python -m pipelines`, best of 3 "
         f"({run_wall / dvc_noop:.1f}x dvc; goal <= 2.5 s: "
         f"{'met' if run_wall <= 2.5 else 'MISSED'}); the flow call {run_call:.2f} s"
+    )
+    print(
+        f"an empty Prefect flow:           {temp_empty:7.2f} s with a temporary API, "
+        f"{run_empty:.2f} s with the running one (`python -c`, best of 3): Prefect's floor; "
+        f"genpipe's no-op adds {temp_wall - temp_empty:.2f} s and {run_wall - run_empty:.2f} s"
     )
     print(
         "imports (fresh interpreter):     "
