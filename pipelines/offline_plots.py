@@ -112,6 +112,8 @@ def dvc_plots(project: Path, args: list[str], out: Path) -> Path:
             f"`dvc plots {' '.join(args)}` failed in {project} (exit {done.returncode}):\n"
             f"{(done.stdout + done.stderr).strip()[-2000:]}"
         )
+    if done.stderr.strip():  # e.g. "DVC failed to load some plots": a file not produced yet
+        print(done.stderr.strip(), file=sys.stderr)
     return (out if out.is_absolute() else project / out) / "index.html"
 
 
