@@ -9,12 +9,17 @@ STAMP := $(VENV)/.installed
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 # Offline project: no Prefect telemetry heartbeat (it also contends for the server's SQLite lock).
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# `make flow` without a server starts a temporary Prefect API; its first start creates its
+# database, which takes longer than Prefect's 20 s default on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+TASK ?= restoration
+SERVE_PORT ?= 5001
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server flow clean
+.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server serve plots flow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +58,17 @@ mlflow-ui: $(STAMP)
 mlflow-server: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## DVC's plots as one page that renders offline (Vega inlined): dvc_plots/index.html.
+## PLOTS_ARGS="diff main" compares with a revision, as `dvc plots diff main`.
+PLOTS_ARGS ?= show
+plots: $(STAMP)
+	$(BIN)/python -m pipelines.offline_plots $(PLOTS_ARGS)
+
+## Serve a champion on http://127.0.0.1:$(SERVE_PORT)/invocations (mlflow models serve on the
+## project's store): make serve TASK=restoration, make serve TASK=generation SERVE_PORT=5002
+serve: $(STAMP)
+	$(BIN)/genpipe serve $(TASK) --port $(SERVE_PORT)
 
 clean:
 	rm -rf data/* .dvc/cache .dvc/tmp
@@ -98,7 +114,7 @@ RUN_PARAMS ?=
 
 ## Run the whole pipeline once through the Prefect flow (a local, temporary API if no server is set).
 flow: $(STAMP)
-	$(BIN)/python -m pipelines.genpipe_flow $(FLOW_ARGS)
+	$(BIN)/python -m pipelines $(FLOW_ARGS)
 
 ## The whole pipeline on real 28x28 MNIST (params/mnist.yaml), from a loopback mirror of the official
 ## test-split files in ../shared/datasets/mnist. Like -S, the preset stays in params.yaml afterwards
@@ -109,7 +125,7 @@ pipeline-mnist: $(STAMP)
 	@test -f $(MNIST_DIR)/t10k-images-idx3-ubyte.gz || { echo "no MNIST files in $(MNIST_DIR)"; exit 2; }
 	$(BIN)/python -m http.server --bind 127.0.0.1 $(MNIST_PORT) --directory $(MNIST_DIR) >/dev/null 2>&1 & \
 	pid=$$!; trap "kill $$pid" EXIT; sleep 1; \
-	$(BIN)/python -m pipelines.genpipe_flow --preset params/mnist.yaml \
+	$(BIN)/python -m pipelines --preset params/mnist.yaml \
 		-S 'data.download.mirrors=[http://127.0.0.1:$(MNIST_PORT)/]' $(FLOW_ARGS)
 
 ## The Prefect server and UI on 127.0.0.1 (foreground).

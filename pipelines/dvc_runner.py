@@ -40,13 +40,17 @@ class StageFailed(GenpipeError):
 
 @dataclass(frozen=True)
 class StageResult:
-    """What DVC did with one stage, and when (wall-clock seconds since the epoch)."""
+    """What DVC did with one stage, and when (wall-clock seconds since the epoch).
+
+    `dvc_started` is False for a stage the flow skipped on DVC's status taken before the run.
+    """
 
     stage: str
     outcome: Outcome
     started: float
     finished: float
     output: str
+    dvc_started: bool = True
 
     @property
     def seconds(self) -> float:

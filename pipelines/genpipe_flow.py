@@ -1,21 +1,22 @@
-"""The genpipe Prefect flow: run the DVC stages in order, then publish what they produced.
+"""The genpipe Prefect flow: run dvc.yaml's stale stages, then publish what they produced.
 
-The flow only wires. Each task runs one stage through `dvc repro` (see pipelines.dvc_runner), so
-DVC's lock file decides what is skipped and nothing here knows about models or metrics beyond
-reading the files dvc.yaml names.
+The flow only wires, and keeps no list of stages: the graph comes from dvc.yaml, and DVC decides
+what is stale (pipelines.dvc_plan), once, before any stage runs.
 
 - Parameter overrides (`overrides=["vae.epochs=2"]`, or a dict) are written into params.yaml the
   way `dvc exp run -S` writes them, after validation by genpipe.config.Params; see
-  pipelines.params_overrides for why this beats a separate overrides file. Switching dataset is an
-  override like any other: `data.dataset=mnist`, `data.download.mirrors=[http://host/mnist/]`.
+  pipelines.params_overrides for why this beats a separate overrides file.
+- Every stage is a task. A stage that was up to date, with every upstream stage skipped too,
+  ends in the Completed state "Skipped" without starting DVC. Any other stage runs
+  `dvc repro --single-item <stage>` in its own process (pipelines.dvc_runner), so DVC still
+  decides: a stage made stale by an upstream rerun runs, one whose inputs came out the same is
+  skipped, one found in DVC's run-cache ends "Cached".
+- A stage starts as soon as the stages it depends on are done, so independent stages (the
+  trainings) run at once and split the CPU cores between them (dvc_runner.shared_cpu_env).
 - The Prefect flow-run id is the pipeline run id: every stage gets it as GENPIPE_PIPELINE_RUN_ID
   and tags its MLflow run `genpipe.pipeline_run_id` with it.
-- download alone retries, with exponential backoff; every stage has a timeout (stage_timeouts).
-- A failed validate fails the flow with ValidationFailed before any training starts.
-- train_vae, train_gan and train_evaluator read the same inputs and write disjoint outputs; DVC
-  releases its repo lock while a stage command runs, so they run as concurrent tasks. They share
-  the CPU cores evenly (OMP_NUM_THREADS, see dvc_runner.shared_cpu_env) instead of each starting
-  one thread per core.
+- The download stage retries, with exponential backoff; every stage has a timeout.
+- A failed validate fails the flow with ValidationFailed; no stage after it starts.
 """
 
 from __future__ import annotations
@@ -24,63 +25,80 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
+from prefect.states import Completed, State
 
-from genpipe.config import load_params
 from genpipe.errors import GenpipeError
 from genpipe.settings import project_root
-from pipelines import dvc_runner, params_overrides, run_summary
+from pipelines import dvc_runner, run_summary
+from pipelines.dvc_plan import DvcSide, StagePlan
 from pipelines.dvc_runner import StageFailed, StageResult
 
 log = logging.getLogger(__name__)
 
 FLOW_NAME = "genpipe-pipeline"
-STAGES = (
-    "download",
-    "prepare",
-    "validate",
-    "train_vae",
-    "train_gan",
-    "train_evaluator",
-    "evaluate",
-    "register",
-)
-CONCURRENT_TRAINING = ("train_vae", "train_gan", "train_evaluator")
+VALIDATION_STAGE = "validate"  # its failure stops the flow before training, as ValidationFailed
+RETRIED_STAGES = ("download",)  # the only stage that touches the network
 HOUR = 3600.0
+DEFAULT_TIMEOUT = 6 * HOUR
 DEFAULT_TIMEOUTS: dict[str, float] = {
     "download": 0.5 * HOUR,
     "prepare": 0.5 * HOUR,
     "validate": 0.5 * HOUR,
-    "train_vae": 6 * HOUR,
-    "train_gan": 6 * HOUR,
     "train_evaluator": 2 * HOUR,
-    "evaluate": 6 * HOUR,
     "register": 0.5 * HOUR,
-}
+}  # any other stage: DEFAULT_TIMEOUT
+# Prefect state names of a stage that did not run: up to date, or restored from DVC's run-cache.
+STATE_NAMES = {"skipped": "Skipped", "restored": "Cached"}
 
 
 class ValidationFailed(GenpipeError):
     """The validate stage rejected the data; no stage after it ran."""
 
 
+@task(task_run_name="plan: dvc status", cache_policy=NO_CACHE)
+def plan_stages(
+    project: Path, overrides: list[str] | dict[str, Any] | None, stage_names: list[str]
+) -> StagePlan:
+    """Apply the overrides, then ask DVC for the stage graph and what is stale (one process)."""
+    from pipelines.params_overrides import as_override_strings
+
+    plan = DvcSide.take(project).plan(as_override_strings(overrides), stage_names)
+    logger = get_run_logger()
+    logger.info("stages in dvc.yaml: %s", ", ".join(plan.order()))
+    if plan.applied:
+        logger.info("overrides written to params.yaml: %s", ", ".join(plan.applied))
+    stale = "; ".join(f"{s} ({', '.join(r)})" for s, r in plan.stale.items())
+    logger.info("stale up front: %s", stale or "none (a no-op)")
+    return plan
+
+
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
-def repro_stage(
+def dvc_stage(
     project: Path,
     stage: str,
     run_id: str,
     timeout_seconds: float,
-    extra_env: dict[str, str] | None = None,
-) -> StageResult:
-    """One DVC stage; DVC's own output goes to the task log so the UI shows what DVC did."""
+    plan: StagePlan,
+    upstream: list[StageResult],
+    extra_env: dict[str, str],
+) -> StageResult | State:
+    """One stage: skipped on the plan's word, else `dvc repro` (DVC's output goes to the log)."""
     logger = get_run_logger()
-    env = {"GENPIPE_PIPELINE_RUN_ID": run_id, **(extra_env or {})}
+    upstream_ran = any(r.outcome != "skipped" for r in upstream)
+    if plan.skip_without_dvc(stage, upstream_ran):
+        now = time.time()
+        result = StageResult(stage, "skipped", now, now, "up to date before the run", False)
+        return Completed(name="Skipped", message="up to date: DVC was not started", data=result)
+    env = {"GENPIPE_PIPELINE_RUN_ID": run_id, **extra_env}
     try:
         result = dvc_runner.run_stage(project, stage, env, timeout_seconds)
     except StageFailed as exc:
@@ -89,25 +107,16 @@ def repro_stage(
     logger.info(
         "DVC %s stage %s in %.1f s\n%s", result.outcome, stage, result.seconds, result.output
     )
+    if result.outcome in STATE_NAMES:
+        return Completed(name=STATE_NAMES[result.outcome], message=result.outcome, data=result)
     return result
 
 
 @task(cache_policy=NO_CACHE)
-def apply_param_overrides(
-    project: Path, requested: Sequence[str] | Mapping[str, Any] | None
-) -> list[str]:
-    """Validate params.yaml (with overrides) through genpipe.config before any stage runs."""
-    applied = params_overrides.apply_overrides(project / "params.yaml", requested)
-    load_params(project / "params.yaml")
-    return applied
-
-
-@task(cache_policy=NO_CACHE)
-def publish_summary(
-    project: Path, run_id: str, results: list[StageResult], applied: list[str]
-) -> str:
+def publish_summary(project: Path, run_id: str, results: list[StageResult], plan: StagePlan) -> str:
     """The markdown summary and the metrics table, as Prefect artifacts of this flow run."""
-    outputs = run_summary.collect(project)
+    outputs = run_summary.collect(project, plan.files)
+    applied = list(plan.applied)
     markdown = run_summary.render_markdown(run_id, results, outputs, applied)
     create_markdown_artifact(
         markdown, key="genpipe-summary", description="genpipe pipeline run summary"
@@ -118,13 +127,21 @@ def publish_summary(
     return markdown
 
 
-def _timeouts(requested: Mapping[str, float] | None) -> dict[str, float]:
-    unknown = sorted(set(requested or {}) - set(STAGES))
-    if unknown:
-        raise GenpipeError(
-            f"stage_timeouts names unknown stages {unknown}; stages are {list(STAGES)}"
-        )
-    return {**DEFAULT_TIMEOUTS, **(requested or {})}
+def stage_timeouts_for(
+    stages: list[str], requested: Mapping[str, float] | None
+) -> dict[str, float]:
+    """Every stage's timeout: the request, else DEFAULT_TIMEOUTS, else DEFAULT_TIMEOUT."""
+    return {s: (requested or {}).get(s, DEFAULT_TIMEOUTS.get(s, DEFAULT_TIMEOUT)) for s in stages}
+
+
+def thread_env(
+    plan: StagePlan, cores: int, environ: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Per stage, the thread cap when it may run alongside others on its level of the graph."""
+    return {
+        stage: dvc_runner.shared_cpu_env(peers, cores, environ) if peers > 1 else {}
+        for stage, peers in plan.sharing().items()
+    }
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -135,48 +152,77 @@ def genpipe_pipeline(
     download_retries: int = 3,
     download_retry_delay_seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """download, prepare, validate, then the three trainings at once, then evaluate, register."""
+    """dvc.yaml's stages in graph order, each as soon as its upstream is done; stale ones only."""
     from prefect.runtime import flow_run
 
     project = Path(project_dir).resolve() if project_dir else project_root()
-    timeouts = _timeouts(stage_timeouts)
     run_id = str(flow_run.id)
-    applied = apply_param_overrides(project, overrides)
-
-    def run(stage: str) -> StageResult:
-        return repro_stage(project, stage, run_id, timeouts[stage])
+    plan = plan_stages(project, overrides, sorted(stage_timeouts or {}))
+    order = plan.order()
+    timeouts = stage_timeouts_for(order, stage_timeouts)
+    envs = thread_env(plan, dvc_runner.usable_cores(), os.environ)
 
     delays = [download_retry_delay_seconds * 2**i for i in range(download_retries)]
-    download = repro_stage.with_options(retries=download_retries, retry_delay_seconds=delays or 0)
-    results = [download(project, "download", run_id, timeouts["download"]), run("prepare")]
-    try:
-        results.append(run("validate"))
-    except StageFailed as exc:
-        raise ValidationFailed(
-            f"data validation failed, so no later stage ran (pipeline run {run_id}). Read "
-            "data/validation/summary.json and the Data Docs in data/validation/docs, fix the data "
-            f"or the validate params, and run again.\n{exc}"
-        ) from None
+    retried = dvc_stage.with_options(retries=download_retries, retry_delay_seconds=delays or 0)
+    futures: dict[str, PrefectFuture] = {}
+    for stage in order:
+        runner = retried if stage in RETRIED_STAGES else dvc_stage
+        futures[stage] = runner.submit(
+            project,
+            stage,
+            run_id,
+            timeouts[stage],
+            plan,
+            [futures[u] for u in plan.upstream.get(stage, ())],
+            envs.get(stage, {}),
+        )
+    wait(list(futures.values()))
+    results = _results_or_raise(futures, run_id)
 
-    shared = dvc_runner.shared_cpu_env(
-        len(CONCURRENT_TRAINING), dvc_runner.usable_cores(), os.environ
-    )
-    futures = [
-        repro_stage.submit(project, s, run_id, timeouts[s], shared) for s in CONCURRENT_TRAINING
-    ]
-    wait(futures)
-    results += [f.result() for f in futures]  # raises the first failure, after all have ended
-    results += [run("evaluate"), run("register")]
-
-    publish_summary(project, run_id, results, applied)
+    publish_summary(project, run_id, results, plan)
     return {
         "pipeline_run_id": run_id,
-        "overrides": applied,
+        "overrides": list(plan.applied),
         "stages": {
-            r.stage: {"outcome": r.outcome, "started": r.started, "finished": r.finished}
+            r.stage: {
+                "outcome": r.outcome,
+                "state": futures[r.stage].state.name,  # Prefect's: Completed, Skipped, Cached
+                "dvc_started": r.dvc_started,
+                "started": r.started,
+                "finished": r.finished,
+            }
             for r in results
         },
     }
+
+
+def _results_or_raise(futures: Mapping[str, PrefectFuture], run_id: str) -> list[StageResult]:
+    """Every stage's result, in graph order; the first failed stage's error otherwise.
+
+    Stages downstream of a failure never started (Prefect left them NotReady).
+    """
+    results = []
+    for stage, future in futures.items():
+        if future.state.is_completed():
+            results.append(future.result())
+            continue
+        if not future.state.is_failed():
+            continue  # not started: an upstream stage failed
+        try:
+            future.result()
+        except StageFailed as exc:
+            if stage == VALIDATION_STAGE:
+                raise ValidationFailed(
+                    f"data validation failed, so no later stage ran (pipeline run {run_id}). "
+                    "Read data/validation/summary.json and the Data Docs in "
+                    "data/validation/docs, fix the data or the validate params, and run "
+                    f"again.\n{exc}"
+                ) from None
+            raise
+    if len(results) < len(futures):
+        missing = [s for s in futures if s not in {r.stage for r in results}]
+        raise GenpipeError(f"stages {missing} did not run and no stage failed (pipeline {run_id})")
+    return results
 
 
 def read_preset(path: str) -> list[str]:
@@ -192,9 +238,11 @@ def read_preset(path: str) -> list[str]:
     return items
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines.genpipe_flow [-S key=value ...]`: one local run of the flow."""
-    p = argparse.ArgumentParser(description=main.__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """`[-S key=value ...] [--preset FILE] [--project DIR]`; light, so it runs before Prefect."""
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines", description="Run genpipe's DVC stages as a Prefect flow."
+    )
     p.add_argument(
         "-S",
         "--set-param",
@@ -213,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--project", default=None, help="project folder (default: the one holding dvc.yaml)"
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines [-S key=value ...]`: one local run of the flow."""
+    args = parse_args(argv)
     if args.preset:
         try:
             preset = read_preset(args.preset)
@@ -224,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    started = time.perf_counter()
     try:
         result = genpipe_pipeline(overrides=args.overrides or None, project_dir=args.project)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
         return 2
+    seconds = time.perf_counter() - started  # the flow call, with Prefect's setup and teardown
     outcomes = ", ".join(f"{s}={v['outcome']}" for s, v in result["stages"].items())
-    print(f"pipeline run {result['pipeline_run_id']}: {outcomes}")
+    print(f"pipeline run {result['pipeline_run_id']} ({seconds:.2f} s): {outcomes}")
     return 0
 
 

@@ -20,7 +20,7 @@ from pipelines.dvc_runner import StageResult
 
 log = logging.getLogger(__name__)
 
-DECISION_STAGE = "register"
+DECISION_STAGE = "decide"
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,16 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def collect(project: Path) -> PipelineOutputs:
-    """Read the metrics, MLflow run ids and promotion decisions the stages wrote, if present."""
-    stages = (yaml.safe_load((project / "dvc.yaml").read_text()) or {}).get("stages", {})
+def collect(
+    project: Path, stages: Mapping[str, Mapping[str, Any]] | None = None
+) -> PipelineOutputs:
+    """Read the metrics, MLflow run ids and promotion decisions the stages wrote, if present.
+
+    `stages` maps each stage to its `metrics` and `outs` paths as DVC resolved them (the flow's
+    plan has them; foreach/matrix stages expanded). Without it, dvc.yaml is read as written.
+    """
+    if stages is None:
+        stages = (yaml.safe_load((project / "dvc.yaml").read_text()) or {}).get("stages", {})
     metrics: list[dict[str, Any]] = []
     runs: list[RunRecord] = []
     decisions: list[str] = []
@@ -99,6 +106,12 @@ def headline(outputs: PipelineOutputs) -> list[dict[str, Any]]:
     ]
 
 
+def _outcome(result: StageResult) -> str:
+    if not result.dvc_started:
+        return f"{result.outcome} (up to date before the run; DVC not started)"
+    return result.outcome
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -126,7 +139,7 @@ def render_markdown(
     )
     parts += [
         "## Stages",
-        _table(["stage", "DVC", "seconds"], ((r.stage, r.outcome, r.seconds) for r in results)),
+        _table(["stage", "DVC", "seconds"], ((r.stage, _outcome(r), r.seconds) for r in results)),
     ]
     parts.append("## Metrics")
     shown = headline(outputs)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -160,3 +162,34 @@ def netns_lab() -> Iterator[Callable[[Sequence[str]], NetnsLab]]:
     yield make
     for lab in labs:
         lab.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The chromium binary, installed from Debian packages when missing."""
+    found = shutil.which("chromium")
+    if found is None:
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        found = shutil.which("chromium")
+    assert found, "chromium is not installed and apt-get could not install it"
+    return found
+
+
+def headless(chromium: str, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with no sync, updates or background requests; `args` add to them."""
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=20000",
+        ]  # fmt: skip
+        return subprocess.run(
+            [chromium, *flags, *args], capture_output=True, text=True, timeout=180
+        )

@@ -4,6 +4,7 @@
     genpipe restore noisy.png [--mask mask.png] --out clean.png
     genpipe registry show [TASK]
     genpipe registry rollback TASK
+    genpipe serve TASK [--port 5001]     (what `make serve TASK=...` runs)
 
 Models are loaded as `models:/<prefix>-<dataset>-<task>@champion` from the tracking URI in
 MLFLOW_TRACKING_URI (default: the project's SQLite store); names come from params.yaml.
@@ -178,3 +179,54 @@ def show(
     except GenpipeError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(shown, indent=2))
+
+
+@app.command()
+def serve(
+    task: Annotated[str, typer.Argument(help="generation | restoration")],
+    port: Annotated[int, typer.Option(help="port on --host")] = 5001,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    params: ParamsOpt = Path("params.yaml"),
+    model: ModelOpt = None,
+) -> None:
+    """Serve the task's champion over HTTP with `mlflow models serve` (POST /invocations).
+
+    Runs mlflow against the project's store (MLFLOW_TRACKING_URI, default mlflow/mlflow.db):
+    a bare `mlflow` would open ./mlflow.db, find no model and leave an empty store behind. The
+    venv's bin/ goes first on PATH because mlflow starts `uvicorn` from there.
+    """
+    import os
+    import shutil
+    import sys
+
+    from genpipe.tracking import configure_mlflow
+
+    try:
+        name = _name(task, params, model)
+        uri = configure_mlflow()
+        _champion_version(name, uri)
+    except GenpipeError as exc:
+        raise _fail(exc) from None
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    mlflow_cli = shutil.which("mlflow", path=path) or "mlflow"
+    argv = [mlflow_cli, "models", "serve", "-m", f"models:/{name}@champion"]
+    argv += ["--env-manager", "local", "--host", host, "--port", str(port)]
+    argv += ["--workers", str(workers)]
+    typer.echo(f"serving {name}@champion from {uri} on http://{host}:{port}/invocations", err=True)
+    os.execvpe(mlflow_cli, argv, {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path})
+
+
+def _champion_version(name: str, uri: str) -> str:
+    """The champion's version, or a GenpipeError that says what to run first."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, "champion").version
+    except MlflowException as exc:
+        raise GenpipeError(
+            f"no champion for {name!r} in {uri} ({exc.message[:200]}); run the pipeline "
+            "(make pipeline) first, or set MLFLOW_TRACKING_URI to the store that has it"
+        ) from None

@@ -11,6 +11,16 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
+def stage_names(dvc_yaml: Path) -> list[str]:
+    """The stages of a dvc.yaml without foreach/matrix, in file order."""
+    import yaml
+
+    return list(yaml.safe_load(dvc_yaml.read_text())["stages"])
+
+
+FAKE_STAGES = stage_names(HERE / "fake_dvc.yaml")
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect API (SQLite) shared by the session: it takes seconds to start."""

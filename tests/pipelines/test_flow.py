@@ -10,27 +10,24 @@ import pytest
 import yaml
 
 from pipelines.dvc_runner import usable_cores
-from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
-from tests.pipelines.conftest import trace
+from pipelines.genpipe_flow import genpipe_pipeline, main
+from tests.pipelines.conftest import FAKE_STAGES, trace
+
+STAGES = FAKE_STAGES
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def _artifacts(flow_run_id: str) -> dict[str, object]:
+    """The flow run's artifacts, by key. Filtered on the artifact's own flow_run_id: a filter on
+    task runs would join them, and Prefect records task runs from events, a moment later."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        FlowRunFilter,
-        FlowRunFilterId,
-        TaskRunFilter,
-    )
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.client.schemas.sorting import ArtifactSort
 
-    with get_client(sync_client=True) as client:  # the sync client sends unset fields as null
+    with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(),
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            task_run_filter=TaskRunFilter(),
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])),
             sort=ArtifactSort.CREATED_DESC,
             limit=50,
             offset=0,
@@ -56,6 +53,7 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     assert result["pipeline_run_id"] == run_id
     assert result["overrides"] == ["vae.epochs=500", "gan.epochs=500"]
     assert _outcomes(result) == dict.fromkeys(STAGES, "ran")
+    assert {v["state"] for v in result["stages"].values()} == {"Completed"}
     assert len(trace(fake_project, "download")) == 3  # failed start, retried start, end
     for stage in STAGES:
         assert {r["run_id"] for r in trace(fake_project, stage)} == {run_id}, stage
@@ -78,12 +76,17 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     table = artifacts["genpipe-metrics"]
     assert '"generation.vae.fd"' in table and '"test_accuracy"' in table
 
-    # 2. nothing changed: DVC skips every stage
+    # 2. nothing changed: every stage ends "Skipped" without starting DVC
     t0 = time.perf_counter()
-    again = genpipe_pipeline(project_dir=str(fake_project))
+    state = genpipe_pipeline(project_dir=str(fake_project), return_state=True)
     print(f"no-op flow: {time.perf_counter() - t0:.1f} s")
+    again = state.result()
     assert _outcomes(again) == dict.fromkeys(STAGES, "skipped")
+    assert not any(v["dvc_started"] for v in again["stages"].values())
     assert len(trace(fake_project, "register")) == 2  # the fake stage did not run again
+    assert {v["state"] for v in again["stages"].values()} == {"Skipped"}
+    summary = _artifacts(str(state.state_details.flow_run_id))["genpipe-summary"]
+    assert "| register | skipped (up to date before the run; DVC not started) |" in summary
 
     # 3. an override lands in params.yaml, and DVC reruns only the stages reading that key
     third = genpipe_pipeline(project_dir=str(fake_project), overrides=["vae.epochs=2"])
@@ -94,6 +97,50 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
 
 def _outcomes(result: dict) -> dict[str, str]:
     return {stage: v["outcome"] for stage, v in result["stages"].items()}
+
+
+def test_upstream_rerun_decides_downstream_at_run_time(fake_project: Path) -> None:
+    """Up to date when planned is not enough once an upstream stage has rerun: DVC decides."""
+    genpipe_pipeline(project_dir=str(fake_project))
+
+    # data.seed changes prepare's output: everything after it is stale only at run time
+    seed = genpipe_pipeline(project_dir=str(fake_project), overrides=["data.seed=7"])
+    assert _outcomes(seed) == {"download": "skipped", **dict.fromkeys(STAGES[1:], "ran")}
+    assert seed["stages"]["download"]["dvc_started"] is False
+
+    # data.max_images reruns the fake download, which writes the same file: DVC skips the rest
+    same = genpipe_pipeline(project_dir=str(fake_project), overrides=["data.max_images=400"])
+    assert _outcomes(same) == {"download": "ran", **dict.fromkeys(STAGES[1:], "skipped")}
+    assert {v["state"] for s, v in same["stages"].items() if s != "download"} == {"Skipped"}
+    checked = {s for s, v in same["stages"].items() if v["dvc_started"]}
+    assert checked == {"download", "prepare"}  # prepare's inputs came out the same: no further
+
+
+def test_stages_come_from_dvc_yaml_and_always_changed_always_runs(fake_project: Path) -> None:
+    """A stage added to dvc.yaml runs with no change to the flow; always_changed never skips."""
+    dvc_yaml = yaml.safe_load((fake_project / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["report"] = {
+        "cmd": "python fake_stage.py report",
+        "deps": ["data/eval"],
+        "outs": ["data/report.txt"],
+        "always_changed": True,
+    }
+    (fake_project / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    (fake_project / "fake_stage.py").write_text(
+        (fake_project / "fake_stage.py")
+        .read_text()
+        .replace(
+            '    record["end"] = time.time()',
+            '    if stage == "report":\n        write("data/report.txt", "ok")\n'
+            '    record["end"] = time.time()',
+        )
+    )
+
+    first = genpipe_pipeline(project_dir=str(fake_project))
+    assert list(first["stages"]) == [*STAGES, "report"]
+    again = genpipe_pipeline(project_dir=str(fake_project))
+    assert _outcomes(again) == {**dict.fromkeys(STAGES, "skipped"), "report": "ran"}
+    assert len(trace(fake_project, "report")) == 4  # two runs, a start and an end record each
 
 
 def test_failed_validation_fails_flow_and_nothing_later_runs(fake_project: Path) -> None:
@@ -124,6 +171,22 @@ def test_invalid_override_fails_before_any_stage(fake_project: Path) -> None:
         state.result()
     assert (fake_project / "params.yaml").read_text() == before
     assert not (fake_project / "trace").exists()
+
+
+def test_unknown_stage_timeout_fails_before_params_change(fake_project: Path) -> None:
+    before = (fake_project / "params.yaml").read_text()
+
+    state = genpipe_pipeline(
+        project_dir=str(fake_project),
+        overrides=["vae.epochs=2"],
+        stage_timeouts={"train_vea": 60},
+        return_state=True,
+    )
+
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"stage_timeouts names unknown stages \['train_vea'\]"):
+        state.result()
+    assert (fake_project / "params.yaml").read_text() == before
 
 
 def test_stage_timeout_stops_the_stage_and_fails_the_flow(fake_project: Path) -> None:

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.genpipe_flow import STAGES, genpipe_pipeline, main
+from pipelines.genpipe_flow import genpipe_pipeline, main
 from pipelines.params_overrides import as_override_strings
-from tests.pipelines.conftest import TINY_REAL_PARAMS
+from tests.conftest import REPO
+from tests.pipelines.conftest import TINY_REAL_PARAMS, stage_names
+
+STAGES = stage_names(REPO / "dvc.yaml")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -42,6 +45,7 @@ def test_real_pipeline_tags_runs_registers_champions_then_noop(project_copy: Pat
     again = genpipe_pipeline(project_dir=str(project_copy))
     print(f"no-op flow on the real pipeline: {time.perf_counter() - t0:.1f} s")
     assert {s: v["outcome"] for s, v in again["stages"].items()} == dict.fromkeys(STAGES, "skipped")
+    assert not any(v["dvc_started"] for v in again["stages"].values())
 
 
 def test_mnist_preset_runs_the_28x28_pipeline_from_a_loopback_mirror(

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import venv_bin
+from tests.conftest import headless, venv_bin
 from tests.registry.conftest import free_port, start_process, stop_group, wait_http
 from tests.registry.test_register_local import GEN, REST, run_stage
 
@@ -117,36 +115,6 @@ def test_mlflow_models_serve_answers_for_both_tasks(champions: None, tmp_path: P
     finally:
         for proc, _ in servers.values():
             stop_group(proc)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The chromium binary, installed from Debian packages when missing."""
-    found = shutil.which("chromium")
-    if found is None:
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        found = shutil.which("chromium")
-    assert found, "chromium is not installed and apt-get could not install it"
-    return found
-
-
-def headless(chromium: str, *args: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as profile:
-        flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=20000",
-        ]  # fmt: skip
-        return subprocess.run(
-            [chromium, *flags, *args], capture_output=True, text=True, timeout=180
-        )
 
 
 def test_mlflow_ui_shows_the_champion_alias(

@@ -5,17 +5,24 @@ so `mlflow.pyfunc.load_model` and `mlflow models serve --env-manager local` need
 
 JSON contract (images are flattened C*H*W lists of floats in [0, 1], row-major; the shape is in
 the model's metadata as `image_shape`):
-- generation:  input rows {"n": int, "seed": int}
+- generation:  input rows {"n": int in 1..4096, "seed": int >= 0}
                -> output rows {"request": row, "index": i, "image": [C*H*W floats]}, n per request.
 - restoration: input rows {"image": [C*H*W floats], "mask": [C*H*W 0/1] (optional, 1 = observed)}
                -> output rows {"restored": [C*H*W floats]}. In a request where some rows carry a
                mask, send `"mask": null` on the others (a missing key becomes NaN, which the
                signature's array type rejects).
+
+A request that breaks the contract raises MlflowException(INVALID_PARAMETER_VALUE) whose message
+names the row, the column and the rule, so `mlflow models serve` answers HTTP 400 with the reason
+in the top-level `message` (any other exception there becomes "unexpected error", with the reason
+buried in the stack trace). `n` and `seed` are typed Any in the signature: with `long`, MLflow
+casts the JSON before predict runs and `n: 2.5` would silently become 2.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +30,95 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES_PER_REQUEST = 4096
+MAX_SEED = 2**63 - 1
 
 
 def _pixels(model: Any) -> int:
     c, h, w = model.image_shape
     return c * h * w
+
+
+def invalid_request(message: str) -> MlflowException:
+    """The error a client should read: serving turns it into HTTP 400 with this message."""
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def whole_number(value: Any, name: str, row: int, low: int, high: int) -> int:
+    """`value` as an int in [low, high]; fractions, bools, text and NaN are refused."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+    if not ok or not np.isfinite(value) or value != int(value) or not low <= value <= high:
+        raise invalid_request(
+            f"row {row}: {name} must be a whole number in {low}..{high}, got {_show(value)}"
+        )
+    return int(value)
+
+
+def _show(value: Any) -> str:
+    """A value as the client wrote it in JSON (2.5, not np.float64(2.5))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def pixel_rows(rows: Sequence[Any], pixels: int, shape: Sequence[int]) -> np.ndarray:
+    """Images as [N, C*H*W] float32, each row exactly C*H*W finite values in [0, 1]."""
+    out = np.zeros((len(rows), pixels), np.float32)
+    for i, row in enumerate(rows):
+        values = _flat(row, "image", i, pixels, shape)
+        bad = np.flatnonzero(~((values >= 0) & (values <= 1)))  # NaN fails both
+        if bad.size:
+            raise invalid_request(
+                f"row {i}: image values must lie in [0, 1] (scale 0-255 pixels by 1/255); "
+                f"got {_show(values[bad[0]])} at index {bad[0]} ({bad.size} values out of range)"
+            )
+        out[i] = values
+    return out
+
+
+def mask_rows(
+    rows: Sequence[Any], pixels: int, shape: Sequence[int], row_ids: Sequence[int]
+) -> np.ndarray:
+    """Masks as [N, C*H*W] float32 of exact 0/1 values (1 = observed pixel, kept as sent).
+
+    `row_ids` are the request rows the masks came from, for the error message.
+    """
+    out = np.zeros((len(rows), pixels), np.float32)
+    for k, (i, row) in enumerate(zip(row_ids, rows, strict=True)):
+        values = _flat(row, "mask", i, pixels, shape)
+        bad = np.flatnonzero((values != 0) & (values != 1))
+        if bad.size:
+            raise invalid_request(
+                f"row {i}: mask values must be 0 or 1 (1 = observed pixel), or send "
+                f'"mask": null; got {_show(values[bad[0]])} at index {bad[0]}'
+            )
+        out[k] = values
+    return out
+
+
+def _flat(row: Any, column: str, i: int, pixels: int, shape: Sequence[int]) -> np.ndarray:
+    try:
+        values = np.asarray(row, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise invalid_request(f"row {i}: {column} must be a flat list of numbers") from None
+    if values.size != pixels:
+        raise invalid_request(
+            f"row {i}: {column} has {values.size} values; this model expects {pixels} "
+            f"(C*H*W = {'*'.join(map(str, shape))}, flattened row-major)"
+        )
+    return values
+
+
+def _require_rows(model_input: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in model_input]
+    if missing or len(model_input) == 0:
+        what = f"no column {missing}" if missing else "no rows"
+        raise invalid_request(f"the request has {what}; send rows with {', '.join(columns)}")
 
 
 class GenerationModel(mlflow.pyfunc.PythonModel):
@@ -45,12 +132,17 @@ class GenerationModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
+        _require_rows(model_input, ("n", "seed"))
+        requests = [
+            (
+                whole_number(n, "n", row, 1, MAX_SAMPLES_PER_REQUEST),
+                whole_number(seed, "seed", row, 0, MAX_SEED),
+            )
+            for row, (n, seed) in enumerate(zip(model_input["n"], model_input["seed"], strict=True))
+        ]  # every row is checked before any sampling starts
         frames = []
-        for row, (n, seed) in enumerate(zip(model_input["n"], model_input["seed"], strict=True)):
-            n = int(n)
-            if not 0 < n <= MAX_SAMPLES_PER_REQUEST:
-                raise ValueError(f"n must be in 1..{MAX_SAMPLES_PER_REQUEST}, got {n} (row {row})")
-            gen = torch.Generator().manual_seed(int(seed))
+        for row, (n, seed) in enumerate(requests):
+            gen = torch.Generator().manual_seed(seed)
             images = self.model.sample(n, generator=gen).clamp(0, 1)  # [n, C, H, W]
             flat = images.reshape(n, -1).numpy().astype(np.float64)
             frames.append(
@@ -77,11 +169,14 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         from genpipe.models.restoration import restore
 
-        pixels = _pixels(self.model)
-        images = torch.from_numpy(_stack(model_input["image"], pixels, "image"))  # [N, C*H*W]
+        _require_rows(model_input, ("image",))
+        pixels, shape = _pixels(self.model), self.model.image_shape
+        images = torch.from_numpy(pixel_rows(list(model_input["image"]), pixels, shape))
         masks = list(model_input["mask"]) if "mask" in model_input else [None] * len(model_input)
         has_mask = np.array([_present(m) for m in masks], dtype=bool)
-        restored = torch.empty_like(images)
+        masked = np.flatnonzero(has_mask).tolist()
+        mask_values = mask_rows([masks[i] for i in masked], pixels, shape, masked)
+        restored = torch.empty_like(images)  # [N, C*H*W]
         for group in (has_mask, ~has_mask):  # masked rows inpaint; rows without one are denoised
             if not group.any():
                 continue
@@ -89,8 +184,7 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
             batch = images[rows].view(len(rows), *self.model.image_shape)
             mask = None
             if group is has_mask:
-                chosen = [masks[i] for i in rows.tolist()]
-                mask = torch.from_numpy(_stack(chosen, pixels, "mask")).view(batch.shape).round()
+                mask = torch.from_numpy(mask_values).view(batch.shape)
             out = restore(self.model, batch, mask, self.method, self.search, self.seed)
             restored[rows] = out.detach().clamp(0, 1).reshape(len(rows), -1)
         return pd.DataFrame({"restored": list(restored.numpy().astype(np.float64))})
@@ -100,26 +194,17 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and np.isnan(value))
 
 
-def _stack(rows: Any, pixels: int, column: str) -> np.ndarray:
-    arrays = [np.asarray(r, dtype=np.float32).reshape(-1) for r in rows]
-    for i, a in enumerate(arrays):
-        if a.size != pixels:
-            raise ValueError(
-                f"{column} row {i} has {a.size} values; this model expects {pixels} (C*H*W)"
-            )
-    return np.stack(arrays) if arrays else np.zeros((0, pixels), np.float32)
-
-
 def signature_and_example(task: str, image_shape: tuple[int, ...]) -> tuple[Any, pd.DataFrame]:
     """Column signature and a small input example for each task (JSON-friendly arrays)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema
-    from mlflow.types.schema import Array
+    from mlflow.types.schema import AnyType, Array
 
     pixels = int(np.prod(image_shape))
     image = Array(DataType.double)
     if task == "generation":
-        inputs = Schema([ColSpec(DataType.long, "n"), ColSpec(DataType.long, "seed")])
+        # Any, not long: MLflow would cast n=2.5 to 2 before predict could refuse it
+        inputs = Schema([ColSpec(AnyType(), "n"), ColSpec(AnyType(), "seed")])
         outputs = Schema(
             [
                 ColSpec(DataType.long, "request"),
