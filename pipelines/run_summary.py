@@ -1,7 +1,7 @@
 """What a pipeline run leaves behind, gathered from the files dvc.yaml names, as Prefect artifacts.
 
 Everything here is pure except `collect`, which only reads files: the metrics files each stage
-declares, the `run.json` (MLflow run) in each output folder, and the register stage's markdown
+declares, the `run.json` (MLflow run) in each output folder, and the decide stage's markdown
 decision. Paths come from dvc.yaml, so a renamed output needs no change here.
 """
 
@@ -98,12 +98,7 @@ def headline(outputs: PipelineOutputs) -> list[dict[str, Any]]:
 
     The table artifact keeps every row; the decision already has its own section.
     """
-    return [
-        m
-        for m in outputs.metrics
-        if not m["metric"].endswith(("_ci_low", "_ci_high"))
-        and not (m["stage"] == DECISION_STAGE and outputs.decisions)
-    ]
+    return [m for m in outputs.metrics if not m["metric"].endswith(("_ci_low", "_ci_high"))]
 
 
 def _outcome(result: StageResult) -> str:
@@ -156,7 +151,7 @@ def render_markdown(
         parts.append("No metrics files were found.")
     parts += [
         "## Promotion decisions",
-        outputs.decisions or "The register stage wrote no decision.",
+        outputs.decisions or f"The {DECISION_STAGE} stage wrote no decision.",
     ]
     parts.append("## MLflow runs")
     if outputs.runs:

@@ -70,28 +70,29 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
 
     artifacts = _artifacts(run_id)
     summary = artifacts["genpipe-summary"]
-    assert "| evaluate | generation.gan.fd | 0.75 |" in summary
+    assert "| decide | generation.fd.gan | 0.75 |" in summary
     assert "**gan** promoted to champion" in summary
     assert f"| train_vae | vae-{run_id} | genpipe-digits |" in summary
     table = artifacts["genpipe-metrics"]
-    assert '"generation.vae.fd"' in table and '"test_accuracy"' in table
+    assert '"generation.fd.vae"' in table and '"evaluator_accuracy"' in table
 
-    # 2. nothing changed: every stage ends "Skipped" without starting DVC
+    # 2. nothing changed: every stage ends "Skipped" without starting DVC, except the registry
+    # check, which is always_changed and runs every time
     t0 = time.perf_counter()
     state = genpipe_pipeline(project_dir=str(fake_project), return_state=True)
     print(f"no-op flow: {time.perf_counter() - t0:.1f} s")
     again = state.result()
-    assert _outcomes(again) == dict.fromkeys(STAGES, "skipped")
-    assert not any(v["dvc_started"] for v in again["stages"].values())
-    assert len(trace(fake_project, "register")) == 2  # the fake stage did not run again
-    assert {v["state"] for v in again["stages"].values()} == {"Skipped"}
+    assert _outcomes(again) == {**dict.fromkeys(STAGES, "skipped"), "register": "ran"}
+    assert {s for s, v in again["stages"].items() if v["dvc_started"]} == {"register"}
+    assert len(trace(fake_project, "decide")) == 2  # the fake stage did not run again
+    assert {v["state"] for s, v in again["stages"].items() if s != "register"} == {"Skipped"}
     summary = _artifacts(str(state.state_details.flow_run_id))["genpipe-summary"]
-    assert "| register | skipped (up to date before the run; DVC not started) |" in summary
+    assert "| decide | skipped (up to date before the run; DVC not started) |" in summary
 
     # 3. an override lands in params.yaml, and DVC reruns only the stages reading that key
     third = genpipe_pipeline(project_dir=str(fake_project), overrides=["vae.epochs=2"])
     ran = {s for s, o in _outcomes(third).items() if o == "ran"}
-    assert ran == {"train_vae", "evaluate", "register"}
+    assert ran == {"train_vae", "evaluate", "register"}  # the fake evaluate's output is constant
     assert yaml.safe_load((fake_project / "params.yaml").read_text())["vae"]["epochs"] == 2
 
 
@@ -105,15 +106,20 @@ def test_upstream_rerun_decides_downstream_at_run_time(fake_project: Path) -> No
 
     # data.seed changes prepare's output: everything after it is stale only at run time
     seed = genpipe_pipeline(project_dir=str(fake_project), overrides=["data.seed=7"])
-    assert _outcomes(seed) == {"download": "skipped", **dict.fromkeys(STAGES[1:], "ran")}
+    # (the fake evaluate writes a constant report, so decide's input is unchanged)
+    rerun = {**dict.fromkeys(STAGES[1:], "ran"), "decide": "skipped"}
+    assert _outcomes(seed) == {"download": "skipped", **rerun}
     assert seed["stages"]["download"]["dvc_started"] is False
 
     # data.max_images reruns the fake download, which writes the same file: DVC skips the rest
     same = genpipe_pipeline(project_dir=str(fake_project), overrides=["data.max_images=400"])
-    assert _outcomes(same) == {"download": "ran", **dict.fromkeys(STAGES[1:], "skipped")}
-    assert {v["state"] for s, v in same["stages"].items() if s != "download"} == {"Skipped"}
+    skipped = {**dict.fromkeys(STAGES[1:], "skipped"), "register": "ran"}
+    assert _outcomes(same) == {"download": "ran", **skipped}
+    assert {v["state"] for s, v in same["stages"].items() if s not in ("download", "register")} == {
+        "Skipped"
+    }
     checked = {s for s, v in same["stages"].items() if v["dvc_started"]}
-    assert checked == {"download", "prepare"}  # prepare's inputs came out the same: no further
+    assert checked == {"download", "prepare", "register"}  # prepare's inputs came out the same
 
 
 def test_stages_come_from_dvc_yaml_and_always_changed_always_runs(fake_project: Path) -> None:
@@ -139,7 +145,11 @@ def test_stages_come_from_dvc_yaml_and_always_changed_always_runs(fake_project: 
     first = genpipe_pipeline(project_dir=str(fake_project))
     assert list(first["stages"]) == [*STAGES, "report"]
     again = genpipe_pipeline(project_dir=str(fake_project))
-    assert _outcomes(again) == {**dict.fromkeys(STAGES, "skipped"), "report": "ran"}
+    assert _outcomes(again) == {
+        **dict.fromkeys(STAGES, "skipped"),
+        "register": "ran",
+        "report": "ran",
+    }
     assert len(trace(fake_project, "report")) == 4  # two runs, a start and an end record each
 
 

@@ -48,7 +48,7 @@ def test_dict_form_round_trips_awkward_values(params: Path) -> None:
         "data.dataset": "folder",
         "data.folder": "C:\\images\\it's here\\",
         "gan.lr.generator": 0.0005,
-        "train.compile": True,
+        "runtime.compile": True,
         "evaluate.n_samples": None,
     }
 
@@ -57,7 +57,7 @@ def test_dict_form_round_trips_awkward_values(params: Path) -> None:
     data = yaml.safe_load(params.read_text())
     assert data["data"]["folder"] == "C:\\images\\it's here\\"
     assert data["gan"]["lr"]["generator"] == 0.0005
-    assert data["train"]["compile"] is True
+    assert data["runtime"]["compile"] is True
     assert data["evaluate"]["n_samples"] is None
 
 

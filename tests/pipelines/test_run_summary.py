@@ -23,10 +23,8 @@ def test_flatten_names_nested_metrics_like_dvc() -> None:
 
 
 def test_summary_of_a_partial_run(tmp_path: Path) -> None:
-    """Only the evaluator has run: its metrics and run id appear, the rest is said to be absent."""
+    """Only the evaluator has run: its run id appears, the rest is said to be absent."""
     shutil.copy(HERE / "fake_dvc.yaml", tmp_path / "dvc.yaml")
-    (tmp_path / "data/metrics").mkdir(parents=True)
-    (tmp_path / "data/metrics/evaluator.json").write_text(json.dumps({"test_accuracy": 0.975}))
     (tmp_path / "data/models/evaluator").mkdir(parents=True)
     (tmp_path / "data/models/evaluator/run.json").write_text(
         json.dumps({"run_id": "abc123", "experiment_name": "genpipe-digits"})
@@ -36,38 +34,28 @@ def test_summary_of_a_partial_run(tmp_path: Path) -> None:
     outputs = collect(tmp_path)
     markdown = render_markdown("flow-run-1", results, outputs, ["evaluator.epochs=1"])
 
-    assert metrics_table(outputs) == [
-        {
-            "stage": "train_evaluator",
-            "file": "data/metrics/evaluator.json",
-            "metric": "test_accuracy",
-            "value": 0.975,
-        }
-    ]
+    assert metrics_table(outputs) == []
     assert "| train_evaluator | ran | 12.5 |" in markdown
-    assert "| train_evaluator | test_accuracy | 0.975 |" in markdown
+    assert "No metrics files were found." in markdown
     assert "| train_evaluator | abc123 | genpipe-digits |" in markdown
-    assert "The register stage wrote no decision." in markdown
+    assert "The decide stage wrote no decision." in markdown
     assert "`evaluator.epochs=1`" in markdown
     assert "tags.\"genpipe.pipeline_run_id\" = 'flow-run-1'" in markdown
 
 
-def test_summary_keeps_headlines_and_lists_decision_run_ids(tmp_path: Path) -> None:
+def test_summary_keeps_headlines_and_the_decision(tmp_path: Path) -> None:
     shutil.copy(HERE / "fake_dvc.yaml", tmp_path / "dvc.yaml")
-    (tmp_path / "data/metrics").mkdir(parents=True)
     (tmp_path / "data/register").mkdir(parents=True)
-    evaluate = {"generation": {"gan": {"fd": 0.5, "fd_ci_low": 0.4}}}
-    (tmp_path / "data/metrics/evaluate.json").write_text(json.dumps(evaluate))
-    decision = {"register_run_id": "r42", "tasks": {"generation": {"winner": "gan"}}}
-    (tmp_path / "data/register/decision.json").write_text(json.dumps(decision))
+    headline = {"generation": {"winner": "gan", "fd": {"gan": 0.5, "gan_ci_low": 0.4}}}
+    (tmp_path / "data/metrics.json").write_text(json.dumps(headline))
+    (tmp_path / "data/register/decision.json").write_text(json.dumps({"tasks": {}}))
     (tmp_path / "data/register/decision.md").write_text("gan wins generation\n")
 
     outputs = collect(tmp_path)
     markdown = render_markdown("run-2", [], outputs)
 
-    assert "| evaluate | generation.gan.fd | 0.5 |" in markdown
-    assert "fd_ci_low" not in markdown  # in the table artifact only
-    assert "generation.gan.fd_ci_low" in {row["metric"] for row in metrics_table(outputs)}
-    assert "tasks.generation.winner" not in markdown  # the decision section says it
+    assert "| decide | generation.fd.gan | 0.5 |" in markdown
+    assert "| decide | generation.winner | gan |" in markdown
+    assert "gan_ci_low" not in markdown  # in the table artifact only
+    assert "generation.fd.gan_ci_low" in {row["metric"] for row in metrics_table(outputs)}
     assert "gan wins generation" in markdown
-    assert "| register | r42 |  |" in markdown

@@ -188,7 +188,7 @@ def test_headline_metrics_are_few_and_flat_enough_for_exp_show(tiny_models) -> N
 
     assert 10 <= leaves(headline) <= 20
     assert headline["generation"]["winner"] == "gan"
-    assert headline["generation"]["fd"]["gan_low"] == pytest.approx(7.4)
+    assert headline["generation"]["fd"]["gan_ci_low"] == pytest.approx(7.4)
     assert headline["restoration"]["psnr"]["vae"] == 20.0
     assert headline["evaluator_accuracy"] == 0.99
 

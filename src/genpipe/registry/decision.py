@@ -249,7 +249,7 @@ def headline_metrics(report: dict[str, Any], record: dict[str, Any]) -> dict[str
 
     def stat(node: dict[str, Any], family: str) -> dict[str, float]:
         lo, hi = node.get("ci") or (None, None)
-        return {family: node["value"], f"{family}_low": lo, f"{family}_high": hi}
+        return {family: node["value"], f"{family}_ci_low": lo, f"{family}_ci_high": hi}
 
     gen, rest = report["generation"], report["restoration"]
     fd: dict[str, Any] = {"real": gen["real"]["fd"]["value"]}
