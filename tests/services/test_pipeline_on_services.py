@@ -76,7 +76,12 @@ def test_the_pipeline_on_the_team_services(team: TeamServices, tmp_path: Path) -
 
     # A: the Prefect flow, its trainings at once; B: dvc repro; both on one MLflow server
     flow = subprocess.Popen(
-        [sys.executable, "-m", "pipelines"], cwd=a, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "pipelines"],
+        cwd=a,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     second = run([dvc, "repro"], b, env)
     out, err = flow.communicate(timeout=2400)
