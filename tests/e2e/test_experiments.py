@@ -8,18 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_dvc_pipeline import commit, dvc, ran, repro
-from tests.e2e.tiny import shrink_params
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def project(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.delenv("GENPIPE_ARTIFACT_ROOT")
-    shrink_params(project_copy, {"evaluate": {"draws": 2}})
-    (project_copy / "dvc.lock").unlink(missing_ok=True)
-    return project_copy
 
 
 def ok(project: Path, *args: str) -> str:
