@@ -78,7 +78,10 @@ def kill_after_first_checkpoint(
     found = [
         p
         for p in psutil.Process(proc.pid).children(recursive=True)
-        if "genpipe.stages.train" in " ".join(p.cmdline()) and chosen(p)
+        # DVC runs the cmd through a shell, which may stay as the python process's parent
+        if p.name().startswith("python")
+        and "genpipe.stages.train" in " ".join(p.cmdline())
+        and chosen(p)
     ]
     assert len(found) == 1, found
     found[0].kill()
