@@ -36,7 +36,7 @@ def with_seed(params: Params, seed: int) -> Params:
     return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
 
 
-def pipeline_models_fit(params: Params, models: Path, data_hash: str) -> bool:
+def pipeline_models_fit(params: Params, models: Path, data_hash: str, lock: Path) -> bool:
     """The pipeline's model files were trained with exactly these vae/gan/train settings."""
     from genpipe.models.checkpoint import CheckpointError, read_record
 
@@ -51,15 +51,14 @@ def pipeline_models_fit(params: Params, models: Path, data_hash: str) -> bool:
         and vae["config"] == params.vae.model_dump(mode="json")
         and gan["config"] == params.gan.model_dump(mode="json")
         and vae["meta"].get("data_hash") == data_hash == gan["meta"].get("data_hash")
-        and _train_seed_of(models) == params.train.seed
+        and _train_seed_of(lock) == params.train.seed
     )
 
 
-def _train_seed_of(models: Path) -> int | None:
+def _train_seed_of(lock: Path) -> int | None:
     """train.seed of the pipeline's last run, from dvc.lock's params of train_vae."""
     import yaml
 
-    lock = Path("dvc.lock")
     if not lock.exists():
         return None
     stage = yaml.safe_load(lock.read_text())["stages"].get("train_vae", {})
@@ -191,6 +190,7 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     ap.add_argument("--models", type=Path, default=Path("data/models"))
+    ap.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="the pipeline's lock")
     ap.add_argument("--out", type=Path, default=Path("data/seeds"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -207,7 +207,7 @@ def main() -> None:
     timings: dict[int, dict[str, float]] = {}
     for seed in args.seeds:
         params = with_seed(base, seed)
-        if pipeline_models_fit(params, args.models, data_hash):
+        if pipeline_models_fit(params, args.models, data_hash, args.lock):
             models, timings[seed] = args.models, {}
             logging.info("seed %d: the pipeline's models (data/models) were trained with it", seed)
         else:
