@@ -18,6 +18,7 @@ Writes <out>/seeds.json and <out>/seeds.md, and prints the table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ LABEL = {"vae": "VAE", "gan": "GAN"}
 
 
 def with_seed(params: Params, seed: int) -> Params:
-    return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
+    return dataclasses.replace(params, train=params.train.model_copy(update={"seed": seed}))
 
 
 def pipeline_models_fit(params: Params, models: Path, data_hash: str, lock: Path) -> bool:

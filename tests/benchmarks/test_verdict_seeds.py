@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.verdict_seeds import markdown, pooled, seed_summary
+from benchmarks.verdict_seeds import markdown, pooled, seed_summary, with_seed
+from tests.params import params_with
 
 
 def _stat(value: float, half: float) -> dict:
@@ -51,3 +52,10 @@ def test_pooled_counts_wins_and_pools_mean_and_sd_over_seeds() -> None:
     assert "generation: VAE wins in 2/3 seeds" in text
     assert "restoration: VAE wins in 3/3 seeds" in text
     assert "| 1 | 5.00 [4.70, 5.30] | 4.00 [3.70, 4.30] | 0.30 | GAN (1.00) |" in text
+
+
+def test_with_seed_changes_only_the_training_seed() -> None:
+    base = params_with()
+    seeded = with_seed(base, 7)
+    assert seeded.train.seed == 7 and seeded.train.batch_size == base.train.batch_size
+    assert seeded.vae == base.vae and seeded.evaluate == base.evaluate
