@@ -10,8 +10,9 @@ draw, the same latents' seed for every snapshot), and PSNR at sigma 0.3 on the f
 `--n-restore` val images with each family's latent search. The x axis is training images seen
 (steps x batch; a GAN image also costs a D and a G pass, so equal images is not equal FLOPs).
 
-Writes data/plots/compute_matched.csv (the DVC plot "FD vs images seen"), <out>/snapshots/, and
-docs/img/compute_matched_<dataset>.png. MLflow runs go to <out>/mlflow.db.
+Writes docs/img/compute_matched_<dataset>.{csv,png} and <out>/snapshots/; MLflow runs go to
+<out>/mlflow.db. Not a DVC plot: dvc.yaml's top-level plots draw stage outputs only
+(tests/pipelines/test_offline_plots.py), and a stage would retrain both models on every repro.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def main() -> None:
     ap.add_argument("--epochs-gan", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40, 70, 100])
     ap.add_argument("--n-restore", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("data/compute"))
-    ap.add_argument("--csv", type=Path, default=Path("data/plots/compute_matched.csv"))
+    ap.add_argument(
+        "--csv", type=Path, default=None, help="default docs/img/compute_matched_<dataset>.csv"
+    )
     ap.add_argument(
         "--png", type=Path, default=None, help="default docs/img/compute_matched_<dataset>.png"
     )
@@ -158,8 +161,9 @@ def main() -> None:
                 {"family": family, "epoch": epoch, "images_seen": epoch * per_epoch, **scores}
             )
             logging.info("%s epoch %d: %s", family, epoch, scores)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with args.csv.open("w", newline="") as f:
+    csv_path = args.csv or Path(f"docs/img/compute_matched_{data.dataset}.csv")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(
