@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -102,19 +103,28 @@ def digest(project: Path, *paths: str) -> dict[str, str]:
 
 
 def registry(project: Path) -> dict[str, dict]:
-    """name -> {versions, champion} in the project's MLflow store."""
-    from mlflow import MlflowClient
+    """name -> {versions, champion} in the project's MLflow store.
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
-    found = {}
-    for model in client.search_registered_models():
-        versions = client.search_model_versions(f"name = '{model.name}'")
-        champion = model.aliases.get("champion")
-        found[model.name] = {
-            "versions": sorted(int(v.version) for v in versions),
-            "champion": None if champion is None else str(champion),
-        }
-    return found
+    Read with sqlite3 on a fresh connection: an MLflow client caches its store per URI, and after
+    the test deletes mlflow.db that cached engine would still read the deleted file.
+    """
+    db = sqlite3.connect(project / "mlflow" / "mlflow.db")
+    try:
+        names = [n for (n,) in db.execute("SELECT name FROM registered_models ORDER BY name")]
+        found = {}
+        for name in names:
+            versions = db.execute("SELECT version FROM model_versions WHERE name = ?", (name,))
+            champion = db.execute(
+                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                (name, "champion"),
+            ).fetchone()
+            found[name] = {
+                "versions": sorted(int(v) for (v,) in versions),
+                "champion": None if champion is None else str(champion[0]),
+            }
+        return found
+    finally:
+        db.close()
 
 
 def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
