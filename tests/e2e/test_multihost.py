@@ -1,0 +1,140 @@
+"""One flow run, three hosts: the controller dispatches stages to workers over TCP, data moves
+through the DVC remote, results land on the team's MLflow server (tests/e2e/multihost.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.multihost import (
+    Team,
+    bring_up,
+    host_of,
+    logs,
+    mlflow_stage_runs,
+    registry,
+    stage_flow_runs,
+    start_team,
+    training_running_on,
+)
+from tests.netns import NetnsLab
+
+pytestmark = pytest.mark.slow
+
+WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
+# long enough that two trainings started a few seconds apart on two hosts overlap for most of
+# their length (seconds of start-up skew against about a minute of training each)
+TRAINING = {
+    "vae": {"epochs": 40},
+    "gan": {"epochs": 40},
+    "runtime": {"checkpoint_every": 10, "log_images_every": 20},
+}
+
+
+@pytest.fixture
+def team(netns_lab: Callable[[Sequence[str]], NetnsLab], tmp_path: Path) -> Iterator[Team]:
+    lab = netns_lab(["ctl", *WORKERS])
+    team = start_team(lab, tmp_path, TRAINING)
+    try:
+        bring_up(team)
+        for host, pools in WORKERS.items():
+            for pool in pools:
+                team.start_worker(host, pool)
+        team.wait_workers()
+        yield team
+    finally:
+        team.close()  # the services; the lab fixture then kills every host's processes
+
+
+def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(team: Team) -> None:
+    code, result, log = team.flow_result(team.run_flow("gan.lr.generator=0.0002"))
+    assert code == 0 and result is not None, log[-6000:] + logs(team, ["worker"])
+    stages = result["stages"]
+    run_id = result["pipeline_run_id"]
+
+    # where each stage ran: trainings and evaluate on workers, the rest on the controller
+    hosts = {s: v["host"] for s, v in stages.items()}
+    assert {hosts["train_vae"], hosts["train_gan"]} == {"worker-a", "worker-b"}
+    assert hosts["train_evaluator"] == hosts["evaluate"] == "worker-a"  # the cpu pool's host
+    assert all(hosts[s] is None for s in ("download", "prepare", "validate", "decide"))
+    assert all(stages[s]["outcome"] == "ran" for s in stages)
+
+    # MLflow: each training ran once in this pipeline run, on its worker; VAE and GAN overlapped
+    runs = mlflow_stage_runs(team, run_id)
+    for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate"):
+        assert [r.data.tags["genpipe.host"] for r in runs[stage]] == [hosts[stage]], stage
+    assert {r.data.tags["genpipe.host"] for rs in runs.values() for r in rs} <= {
+        "ctl",
+        "worker-a",
+        "worker-b",
+    }
+    vae, gan = runs["train_vae"][0].info, runs["train_gan"][0].info
+    overlap = min(vae.end_time, gan.end_time) - max(vae.start_time, gan.start_time)
+    print(f"train_vae and train_gan overlapped {overlap / 1000:.1f} s on two hosts")
+    assert overlap > 0, (vae, gan)
+
+    # the controller took the workers' results from the remote and ran none of those stages
+    project = team.project
+    for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate"):
+        assert f"Running stage '{stage}'" not in log, stage
+        assert stages[stage]["timings"]["accept"] > 0, stage
+    assert (project / "data/models/vae/model.pt").is_file()
+    assert (project / "data/models/gan/model.pt").is_file()
+    assert (project / "data/eval/report.json").is_file()
+    assert (project / "data/plots/train_evaluator.csv").is_file()  # git-tracked, sent back
+    status = team.ctl.run(
+        [str(Path(sys.executable).parent / "dvc"), "status"],
+        env=team.ctl_env(),
+        cwd=project,
+    )
+    assert "changed" not in status.stdout.replace("always changed", ""), status.stdout
+
+    # the champions are registered on the team's MLflow server, from the controller
+    models = registry(team)
+    assert set(models) == {"genpipe-digits-generation", "genpipe-digits-restoration"}
+    assert all(m["champion"] is not None for m in models.values()), models
+    assert [r.data.tags["genpipe.host"] for r in runs["register"]] == ["ctl"]
+
+    # every stage flow run completed on the host the flow reports
+    children = {r.name.split(" ")[0]: r for r in stage_flow_runs(team)}
+    for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate"):
+        assert children[stage].state.is_completed(), children[stage].state
+        assert host_of(children[stage]) == hosts[stage]
+
+
+def test_a_killed_worker_host_loses_its_stage_to_the_other_worker(team: Team) -> None:
+    proc = team.run_flow()
+    victim = team.lab["worker-b"]  # it takes one of the two trainings (limit 1 per worker)
+    deadline = time.monotonic() + 900
+    while not training_running_on(victim):
+        assert proc.poll() is None, team.flow_result(proc)[2][-4000:]
+        assert time.monotonic() < deadline, logs(team)
+        time.sleep(0.5)
+    lost = [r for r in stage_flow_runs(team) if host_of(r) == "worker-b" and r.state.is_running()]
+    assert len(lost) == 1, lost
+    stage = lost[0].name.split(" ")[0]
+    for pid in victim.pids():  # the machine dies: every process on it
+        os.kill(pid, signal.SIGKILL)
+
+    code, result, log = team.flow_result(proc)
+    assert code == 0 and result is not None, log[-6000:] + logs(team, ["worker-a"])
+    assert result["stages"][stage]["host"] == "worker-a"
+    attempts = [r for r in stage_flow_runs(team) if r.name.split(" ")[0] == stage]
+    assert [(host_of(r), r.state.type.value) for r in attempts] == [
+        ("worker-b", "CRASHED"),
+        ("worker-a", "COMPLETED"),
+    ]
+    assert "heartbeat" in (attempts[0].state.message or ""), attempts[0].state
+    # the accepted run is the one on worker-a; the registry holds one decision's champions
+    runs = mlflow_stage_runs(team, result["pipeline_run_id"])
+    model = (team.project / f"data/models/{stage.removeprefix('train_')}/run.json").read_text()
+    accepted = [r for r in runs[stage] if r.info.run_id in model]
+    assert [r.data.tags["genpipe.host"] for r in accepted] == ["worker-a"]
+    models = registry(team)
+    assert all(m["versions"] == [1] and m["champion"] == "1" for m in models.values()), models
