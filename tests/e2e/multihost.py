@@ -10,6 +10,7 @@ over ssh, copies of the key and known_hosts, its own HOME, TMPDIR and PREFECT_HO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,17 +149,26 @@ class Team:
             cwd=checkout,
         )
 
+    @contextlib.contextmanager
+    def prefect(self) -> Iterator[Any]:
+        """A sync Prefect client of the team's server (this process's settings say otherwise)."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            temporary_settings({PREFECT_API_URL: self.prefect_api}),
+            get_client(sync_client=True) as client,
+        ):
+            yield client
+
     def wait_workers(self, timeout: float = 240) -> None:
         """Until every started worker has said hello to the server."""
-        from prefect.client.orchestration import get_client
-
-        os.environ["PREFECT_API_URL"] = self.prefect_api
         deadline = time.monotonic() + timeout
         wanted = {(pool, host) for host, pool in self.workers}
         while True:
             seen = set()
-            with get_client(sync_client=True) as client:
-                for pool in {p for _, p in wanted}:
+            with self.prefect() as client:
+                for pool in {p for p, _ in wanted}:
                     seen |= {(pool, w.name) for w in client.read_workers_for_work_pool(pool)}
             if wanted <= seen:
                 return
@@ -262,12 +272,10 @@ def mlflow_stage_runs(team: Team, pipeline_run_id: str) -> dict[str, list[Any]]:
 
 def stage_flow_runs(team: Team) -> list[Any]:
     """Every genpipe-stage flow run on the server, oldest first."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.client.schemas.sorting import FlowRunSort
 
-    os.environ["PREFECT_API_URL"] = team.prefect_api
-    with get_client(sync_client=True) as client:
+    with team.prefect() as client:
         return client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["genpipe-stage"])),
             sort=FlowRunSort.START_TIME_ASC,
