@@ -53,16 +53,32 @@ def pull(project: Path, targets: Sequence[str]) -> dict[str, Any]:
 
     with Repo(str(project), _wait_for_lock=True) as repo:
         stats = repo.pull(targets=list(targets))
-    return {"fetched": stats.get("fetched", 0)}
+    return {"fetched": stats["stats"]["fetched"]}
 
 
 def push(project: Path, stages: Sequence[str], run_cache: bool) -> dict[str, Any]:
-    """`dvc push STAGES`, then `dvc push --run-cache`: outputs first, then the run records."""
+    """`dvc push STAGES`, then `dvc push --run-cache`: outputs first, then the run records.
+
+    With the run records go the objects of the stages' git-tracked outputs (metrics, plot
+    tables), which `dvc push` skips: a run record restores its stage only where every output's
+    object is on the remote, and without them `dvc repro --pull` elsewhere reruns the stage.
+    """
     from dvc.repo import Repo
 
     with Repo(str(project), _wait_for_lock=True) as repo:
         pushed = repo.push(targets=list(stages))
-        records = repo.push(targets=list(stages), run_cache=True) if run_cache else 0
+        records = 0
+        if run_cache:
+            uncached = {
+                out.hash_info
+                for name in stages
+                for stage in repo.stage.collect(name)
+                for out in stage.outs
+                if not out.use_cache and out.hash_info
+            }
+            if uncached:
+                pushed += len(repo.cloud.push(uncached).transferred)
+            records = repo.push(targets=list(stages), run_cache=True)
     return {"pushed": pushed, "run_cache": records}
 
 
@@ -109,7 +125,7 @@ def accept(
             f"({json.dumps(reasons, sort_keys=True)}); the worker ran other code, params or data. "
             "dvc.lock now holds the worker's entry, so the next run will run the stage again"
         )
-    return {"fetched": stats.get("fetched", 0)}
+    return {"fetched": stats["stats"]["fetched"]}
 
 
 def _write_atomic(path: Path, text: str) -> None:

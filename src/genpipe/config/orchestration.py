@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, PositiveFloat, field_validator, model_validator
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from genpipe.config.base import Section
 
@@ -42,15 +42,16 @@ class OrchestrationConfig(Section):
             raise ValueError(f"stage names {bad} are not dvc.yaml stage names")
         return value
 
-    @model_validator(mode="after")
-    def _zombie_window(self) -> OrchestrationConfig:
-        if self.zombie_after_seconds < 2 * self.heartbeat_seconds:
+    @field_validator("zombie_after_seconds")
+    @classmethod
+    def _zombie_window(cls, value: int, info: ValidationInfo) -> int:
+        heartbeat = info.data.get("heartbeat_seconds")
+        if heartbeat is not None and value < 2 * heartbeat:
             raise ValueError(
-                f"zombie_after_seconds ({self.zombie_after_seconds}) must be at least twice "
-                f"heartbeat_seconds ({self.heartbeat_seconds}), or a slow heartbeat crashes a "
-                "healthy stage run"
+                f"must be at least twice heartbeat_seconds ({heartbeat}), or a heartbeat that "
+                "comes late marks a healthy stage run Crashed"
             )
-        return self
+        return value
 
     def pool_of(self, stage: str) -> str:
         """The pool a stage runs on; a stage missing from the map is an error naming the key."""
