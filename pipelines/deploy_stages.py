@@ -17,6 +17,7 @@ Deployments are made here rather than in prefect.yaml so the pool names live in 
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from typing import Any
@@ -134,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(
         prog="python -m pipelines.deploy_stages", description=__doc__
     ).parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "genpipe: error: set PREFECT_API_URL to the team's Prefect server "
+            '(eval "$(make -s services-env)"); a temporary local API would vanish with this command',
+            file=sys.stderr,
+        )
+        return 2
     try:
         config = load_params(project_root() / "params.yaml").orchestration
         for line in deploy(config):

@@ -104,6 +104,11 @@ def prepare(project: Path, plan: StagePlan, run_id: str) -> Dispatcher:
 
     import yaml
 
+    if not os.environ.get("PREFECT_API_URL"):
+        raise DispatchError(
+            "dispatch needs the team's Prefect server, which workers reach too: set "
+            'PREFECT_API_URL (eval "$(make -s services-env)"), or run without --dispatch'
+        )
     config = load_params(project / "params.yaml").orchestration
     missing = [s for s in plan.stages if s not in config.pools]
     unknown = sorted(set(config.pools) - set(plan.stages))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.conftest import copy_project
 from tests.e2e.tiny import shrink_params
 from tests.netns import Host, NetnsLab
@@ -210,19 +212,24 @@ class Team:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
-def start_team(lab: NetnsLab, root: Path, params: Mapping[str, Any] | None = None) -> Team:
-    """Services and the controller on `ctl`; workers come with Team.start_worker. On failure the
-    caller's cleanup (Team.close, the lab's) still runs: the Team is returned before any wait."""
+def start_team(
+    lab: NetnsLab, root: Path, params: Mapping[str, Any] | None = None, tiny: bool = True
+) -> Team:
+    """The controller's checkout (committed) and the services' settings for `ctl`; bring_up
+    starts them and workers come with Team.start_worker. Nothing runs yet, so the caller's
+    cleanup (Team.close, the lab's) can always follow. `tiny`: tests.e2e.tiny's params."""
     from genpipe.services import system
 
     system.install_missing()  # openssh-server on a fresh CI machine (root)
     ctl = lab["ctl"]
     (root / "ctl").mkdir(parents=True)
     project = copy_project(root / "ctl" / "project")
-    shrink_params(
-        project,
-        merge({"evaluate": {"draws": 2}, "orchestration": TEST_ORCHESTRATION}, dict(params or {})),
-    )
+    extra = merge({"orchestration": TEST_ORCHESTRATION}, dict(params or {}))
+    if tiny:
+        shrink_params(project, merge({"evaluate": {"draws": 2}}, extra))
+    else:
+        path = project / "params.yaml"
+        path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), extra)))
     (project / "dvc.lock").unlink(missing_ok=True)
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "multi-host test params")
