@@ -70,8 +70,10 @@ plots: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/genpipe serve $(TASK) --port $(SERVE_PORT)
 
+## Remove DVC's outputs, cache and resume checkpoints (data/metrics.json and data/plots are git's).
 clean:
-	rm -rf data/* .dvc/cache .dvc/tmp
+	git clean -fdXq data
+	rm -rf .dvc/cache .dvc/tmp .genpipe
 
 # --- Shared team services (src/genpipe/services/, `services:` in params.yaml): PostgreSQL, the MLflow
 # and Prefect servers on it, and an sshd serving the DVC remote; state in .services/ (git-ignored).
@@ -178,3 +180,16 @@ push-code: $(STAMP)
 ## One flow run that dispatches every stage to its pool: make flow-dispatch FLOW_ARGS="-S vae.epochs=5"
 flow-dispatch: $(STAMP)
 	$(BIN)/python -m pipelines --dispatch $(FLOW_ARGS)
+
+# --- Data-parallel training on several machines (README: "Data-parallel training"). Node 0 runs
+# `dvc repro`; every other node joins with the same stage command (read from dvc.yaml) and its
+# node rank. It needs the same commit, params.yaml and data/prepared as node 0.
+TASK ?= gan
+NODE_RANK ?= 1
+.PHONY: train-node
+
+## Join a multi-node training of train_$(TASK) as node $(NODE_RANK).
+train-node: $(STAMP)
+	GENPIPE_NODE_RANK=$(NODE_RANK) $(BIN)/python -c 'import os, yaml; \
+		cmd = yaml.safe_load(open("dvc.yaml"))["stages"]["train_$(TASK)"]["cmd"]; \
+		os.execvp("sh", ["sh", "-c", cmd])'

@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 
 from genpipe.models.checkpoint import read_record
-from tests.conftest import venv_bin
-from tests.e2e.test_dvc_pipeline import commit, dvc, ran, repro
+from tests.e2e.test_dvc_pipeline import commit, dvc, kill_after_first_checkpoint, ran, repro
 from tests.e2e.tiny import shrink_params
 from tests.netns import NetnsLab
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def project(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.delenv("GENPIPE_ARTIFACT_ROOT")
-    shrink_params(project_copy, {"evaluate": {"draws": 2}})
-    (project_copy / "dvc.lock").unlink(missing_ok=True)
-    return project_copy
 
 
 def processes(project: Path, n: int, **extra: object) -> None:
@@ -77,28 +64,9 @@ def test_a_killed_rank_fails_the_stage_and_dvc_repro_resumes(project: Path) -> N
     )
     repro(project, "validate")
     commit(project, "data")
-    env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(
-        [str(venv_bin() / "dvc"), "repro", "train_gan"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    output = kill_after_first_checkpoint(
+        project, "train_gan", lambda p: p.environ().get("RANK") == "1"
     )
-    work = project / ".genpipe/work/train_gan"
-    while not list(work.glob("*/last.pt")):
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        time.sleep(0.05)
-    rank1 = [
-        p
-        for p in psutil.Process(proc.pid).children(recursive=True)
-        if "genpipe.stages.train" in " ".join(p.cmdline()) and p.environ().get("RANK") == "1"
-    ]
-    assert len(rank1) == 1
-    rank1[0].kill()
-    output, _ = proc.communicate(timeout=600)
-    assert proc.returncode != 0
     assert "exitcode  : -9" in output and "rank      : 1" in output  # torchrun's summary
     resumed = repro(project, "train_gan")
     assert "resuming gan from" in resumed

@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -55,6 +57,39 @@ def commit(project: Path, message: str) -> None:
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
 
 
+def kill_after_first_checkpoint(
+    project: Path, stage: str, chosen: Callable[[psutil.Process], bool]
+) -> str:
+    """Run `dvc repro <stage>`; once its first checkpoint is written, SIGKILL the one process of
+    the stage that `chosen` picks (no clean-up runs); returns DVC's output (it failed)."""
+    env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [str(venv_bin() / "dvc"), "repro", stage],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    work = project / ".genpipe/work" / stage
+    while not list(work.glob("*/last.pt")):
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    found = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        # DVC runs the cmd through a shell, which may stay as the python process's parent
+        if p.name().startswith("python")
+        and "genpipe.stages.train" in " ".join(p.cmdline())
+        and chosen(p)
+    ]
+    assert len(found) == 1, found
+    found[0].kill()
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, output
+    return output
+
+
 def digest(project: Path, *paths: str) -> dict[str, str]:
     """sha256 of every file under `paths` (run.json and MLflow ids included)."""
     found = {}
@@ -80,16 +115,6 @@ def registry(project: Path) -> dict[str, dict]:
             "champion": None if champion is None else str(champion),
         }
     return found
-
-
-@pytest.fixture
-def project(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The project copy with tiny params, its own MLflow store (the default: mlflow/mlflow.db)."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.delenv("GENPIPE_ARTIFACT_ROOT")
-    shrink_params(project_copy, {"evaluate": {"draws": 2}})
-    (project_copy / "dvc.lock").unlink(missing_ok=True)
-    return project_copy
 
 
 def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
@@ -180,36 +205,13 @@ def test_killed_training_resumes_to_the_same_result(project: Path, tmp_path: Pat
     repro(reference, "train_gan")
     uninterrupted = (reference / "data/plots/train_gan.csv").read_bytes()
 
-    import psutil
-
-    env = {**os.environ, "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
-    dvc_proc = subprocess.Popen(
-        [str(venv_bin() / "dvc"), "repro", "train_gan"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    work = project / ".genpipe/work/train_gan"
-    while not list(work.glob("*/last.pt")):  # the first checkpoint (epoch 2 of 30) is written
-        assert dvc_proc.poll() is None, dvc_proc.communicate()[0][-3000:]
-        time.sleep(0.05)
-    stage = [
-        p
-        for p in psutil.Process(dvc_proc.pid).children(recursive=True)
-        if "genpipe.stages.train" in " ".join(p.cmdline())
-    ]
-    assert len(stage) == 1
-    stage[0].kill()  # SIGKILL: no cleanup, the MLflow run stays RUNNING
-    out, _ = dvc_proc.communicate(timeout=300)
-    assert dvc_proc.returncode != 0, out
+    kill_after_first_checkpoint(project, "train_gan", lambda p: True)
 
     resumed = repro(project, "train_gan")
     assert ran(resumed) == {"train_gan"}
     assert "resuming gan from" in resumed
     assert (project / "data/plots/train_gan.csv").read_bytes() == uninterrupted
-    assert not list(work.glob("*/last.pt"))  # the finished run cleared its work folder
+    assert not list((project / ".genpipe/work/train_gan").glob("*/last.pt"))  # cleared
 
     from mlflow import MlflowClient
 

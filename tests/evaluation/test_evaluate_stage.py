@@ -70,7 +70,7 @@ def check_outputs_summary(summary: dict) -> None:
 def check_report_schema(report: dict) -> None:
     """docs/ARCHITECTURE.md, data/eval/report.json: the registry reads exactly these keys."""
     top = {"protocol_hash", "protocol", "dataset", "data_hash", "evaluator_hash", "models"}
-    assert set(report) == top | {"generation", "restoration"}
+    assert set(report) == top | {"evaluator_accuracy", "generation", "restoration", "incumbents"}
     assert len(report["protocol_hash"]) == 64 and isinstance(report["protocol"], dict)
     assert set(report["models"]) == {"vae", "gan"}
     assert set(report["models"]["vae"]) == {"checkpoint", "weights_hash", "run_id"}
@@ -119,8 +119,7 @@ def test_evaluation_writes_the_report_and_outputs(
         write_run_json(models_dir / name, f"run-{name}", "0", "genpipe-digits")
     config = section("evaluate", **TINY)
     evaluation = _run(models_dir, digits_prepared, config)
-    metrics = tmp_path / "metrics" / "evaluate.json"
-    write_outputs(evaluation, tmp_path / "eval", metrics)
+    write_outputs(evaluation, tmp_path / "eval", tmp_path / "plots")
 
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     check_report_schema(report)
@@ -132,7 +131,7 @@ def test_evaluation_writes_the_report_and_outputs(
     assert report["models"]["vae"]["run_id"] == "run-vae"
     assert report["protocol"]["n_samples"] == 40 and report["protocol"]["n_restore"] == 6
 
-    flat = json.loads(metrics.read_text())
+    flat = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert {"generation.gan.fd", "generation.gan.fd_ci_low", "generation.real.fd"} <= set(flat)
     assert {"restoration.vae.denoise_sigma0.3.psnr", "restoration.vae.mean_psnr"} <= set(flat)
     assert flat.pop("protocol_hash") == report["protocol_hash"]
@@ -141,7 +140,7 @@ def test_evaluation_writes_the_report_and_outputs(
     panels = sorted(p.stem for p in (tmp_path / "eval" / "panels").glob("*.png"))
     assert set(panels) == CORRUPTIONS
     assert {p.stem for p in (tmp_path / "eval" / "samples").glob("*.png")} == {"vae", "gan", "real"}
-    with open(tmp_path / "eval" / "plots" / "restoration_psnr.csv") as fh:
+    with open(tmp_path / "plots" / "restoration_psnr.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(CORRUPTIONS) * 5
 
@@ -191,17 +190,17 @@ def test_both_stage_clis_on_tiny_real_models(
     common = ["--params", str(params), "--prepared", str(digits_prepared)]
     assert train_stage.main(
         [*common, "--task", "evaluator", "--out", str(models / "evaluator"),
-         "--work", str(tmp_path / "work"), "--metrics", str(tmp_path / "evaluator.json")]
+         "--work", str(tmp_path / "work"), "--plots", str(tmp_path / "evaluator.csv")]
     ) == 0  # fmt: skip
     code = evaluate_stage.main(
         [*common, "--vae", str(models / "vae"), "--gan", str(models / "gan"),
          "--evaluator", str(models / "evaluator"), "--out", str(tmp_path / "eval"),
-         "--metrics", str(tmp_path / "evaluate.json")]
+         "--plots", str(tmp_path / "plots")]
     )  # fmt: skip
     assert code == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     check_report_schema(report)
-    flat = json.loads((tmp_path / "evaluate.json").read_text())
+    flat = json.loads((tmp_path / "eval" / "metrics.json").read_text())
 
     runs = mlflow.search_runs(experiment_names=["genpipe-digits"], output_format="list")
     by_name = {r.info.run_name: r for r in runs}

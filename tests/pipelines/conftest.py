@@ -53,10 +53,10 @@ def trace(project: Path, stage: str) -> list[dict]:
 # The real stages on digits, as small as they go: seconds per stage on two CPU cores.
 TINY_REAL_PARAMS: dict[str, object] = {
     "data.max_images": 400,
-    "train.device": "cpu",
-    "train.num_workers": 0,
+    "runtime.device": "cpu",
+    "runtime.num_workers": 0,
     "train.batch_size": 64,
-    "train.checkpoint_every": 1,
+    "runtime.checkpoint_every": 1,
     "vae.epochs": 1,
     "vae.kl_warmup_epochs": 0,
     "gan.epochs": 1,

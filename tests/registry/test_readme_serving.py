@@ -20,7 +20,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 
 from tests.conftest import REPO
 from tests.registry.conftest import free_port, stop_group, wait_http
@@ -71,10 +70,7 @@ def project_with_champions(
     tmp_path: Path,
 ) -> Path:
     """A fresh-clone-like project: the test's venv as .venv, champions in mlflow/mlflow.db."""
-    from genpipe.config import Params
-
-    defaults = Params().model_dump(mode="json", by_alias=True)  # digits, prefix genpipe
-    (project_copy / "params.yaml").write_text(yaml.safe_dump(defaults, sort_keys=False))
+    # the copied params.yaml is the repo's: digits, registry prefix genpipe
     (project_copy / ".venv").symlink_to(Path(sys.executable).parent.parent)
     os.utime(project_copy / "pyproject.toml", (0, 0))  # older than .venv/.installed: no reinstall
     store = project_copy / "mlflow" / "mlflow.db"
@@ -228,10 +224,6 @@ def test_readme_serve_commands_and_curls_work_verbatim(project_with_champions: P
 
 def test_serve_without_a_champion_says_what_to_run(project_copy: Path, tmp_path: Path) -> None:
     """No store yet (a fresh clone): a clear error naming the model and the store, no server."""
-    from genpipe.config import Params
-
-    defaults = Params().model_dump(mode="json", by_alias=True)
-    (project_copy / "params.yaml").write_text(yaml.safe_dump(defaults, sort_keys=False))
     env = {**shell_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "genpipe"), "serve", "restoration"],

@@ -133,7 +133,8 @@ def test_mlflow_ui_shows_the_champion_alias(
     version = client.create_model_version(
         name, f"runs:/{run_id}/model", run_id=run_id, tags=tags
     ).version
-    assert mlflow_registry.promote_if_better(name, str(version), "fd", "point_estimate").promoted
+    mlflow_registry.point(name, champion=str(version), challenger=str(version), decision="d")
+    assert mlflow_registry.model_state(name).aliases["champion"] == str(version)
 
     page = f"{mlflow_server}/#/models/{name}"
     dom = headless(chromium, "--dump-dom", page)

@@ -1,0 +1,122 @@
+"""The whole genpipe pipeline against the team services: PostgreSQL-backed MLflow and Prefect
+servers and the SSH DVC remote, started by `python -m genpipe.services up` on free ports.
+
+One clone runs the Prefect flow (three trainings at once) while a second clone runs `dvc repro`
+with other data, both logging to the same MLflow server; then a third clone pulls from the remote
+and finds the pipeline up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import copy_project, venv_bin
+from tests.e2e.test_dvc_pipeline import ran
+from tests.e2e.tiny import shrink_params
+from tests.services.conftest import TeamServices
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TRAININGS = ("train_vae", "train_gan", "train_evaluator")
+
+
+def sqlite_files(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                with path.open("rb") as fh:
+                    if fh.read(16) == SQLITE_MAGIC:
+                        found.append(path)
+    return found
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=2400)
+    assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr
+
+
+def test_the_pipeline_on_the_team_services(team: TeamServices, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    prefect_home = tmp_path / "prefect-home"
+    env = team.client_env(
+        PATH=f"{venv_bin()}{os.pathsep}{os.environ['PATH']}", PREFECT_HOME=str(prefect_home)
+    )
+    env.pop("GENPIPE_ARTIFACT_ROOT", None)
+    dvc = str(venv_bin() / "dvc")
+
+    a = copy_project(tmp_path / "a")
+    shrink_params(a, {"evaluate": {"draws": 2}})
+    (a / "dvc.lock").unlink(missing_ok=True)
+    git(a, "add", "-A")
+    git(a, "commit", "-qm", "tiny params")
+    b = tmp_path / "b"
+    git(tmp_path, "clone", "-q", str(a), str(b))
+    shrink_params(b, {"evaluate": {"draws": 2}, "data": {"seed": 1}})  # another split
+    for repo in (a, b):
+        assert team.cli("dvc-remote", "--repo", str(repo)).returncode == 0
+
+    # A: the Prefect flow, its trainings at once; B: dvc repro; both on one MLflow server
+    log = tmp_path / "flow.log"
+    with log.open("w") as fh:  # a file, not a pipe: the flow's log would fill a pipe's buffer
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "pipelines"], cwd=a, env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
+        second = run([dvc, "repro"], b, env)
+        assert flow.wait(timeout=2400) == 0, log.read_text()[-6000:]
+    assert ran(second) >= {"download", "train_vae", "evaluate", "decide", "register"}
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("genpipe-digits").experiment_id], max_results=1000
+    )
+    names = [r.info.run_name for r in runs]
+    for stage in ("validate", *TRAININGS, "evaluate"):
+        assert names.count(stage) == 2, (stage, sorted(names))  # one per clone, none lost
+    params = yaml.safe_load((a / "params.yaml").read_text())
+    epochs = {"train_vae": params["vae"]["epochs"], "train_gan": params["gan"]["epochs"]}
+    curve = {"train_vae": "val_loss", "train_gan": "d_loss"}
+    for r in runs:
+        assert r.info.status == "FINISHED", (r.info.run_name, r.info.status)
+        if r.info.run_name in epochs:
+            history = client.get_metric_history(r.info.run_id, curve[r.info.run_name])
+            assert [m.step for m in history] == list(range(1, epochs[r.info.run_name] + 1))
+            artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "model")}
+            assert "model/model.pt" in artifacts
+    for task in ("generation", "restoration"):
+        assert client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
+
+    # no SQLite store was written anywhere: the clones, Prefect's home, the services' state
+    assert sqlite_files(a, b, prefect_home, team.state / "mlflow-artifacts") == []
+
+    # A pushes; a third clone pulls and finds everything up to date
+    run([dvc, "push"], a, env)
+    run([dvc, "push", "--run-cache"], a, env)
+    git(a, "add", "-A")
+    git(a, "commit", "-qm", "first run")
+    c = tmp_path / "c"
+    git(tmp_path, "clone", "-q", str(a), str(c))
+    assert team.cli("dvc-remote", "--repo", str(c)).returncode == 0
+    run([dvc, "pull", "--run-cache"], c, env)
+    noop = run([dvc, "repro"], c, env)
+    # register always runs: the registry check (it re-points the champions to this clone's
+    # decision if the other clone's was applied last)
+    assert ran(noop) == {"register"}, noop
