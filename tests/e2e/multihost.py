@@ -122,7 +122,7 @@ class Team:
             check=False,
         )
 
-    def start_worker(self, host: str, pool: str) -> None:
+    def start_worker(self, host: str, pool: str, limit: int = 1) -> None:
         """A worker host's folder (made once), then `python -m pipelines.worker --pool POOL`."""
         home = self.root / host
         checkout = home / "genpipe"
@@ -145,7 +145,7 @@ class Team:
                 timeout=120,
             )
         self.workers[(host, pool)] = self.lab[host].popen(
-            [PYTHON, "-m", "pipelines.worker", "--pool", pool, "--limit", "1"],
+            [PYTHON, "-m", "pipelines.worker", "--pool", pool, "--limit", str(limit)],
             log_path=home / f"worker-{pool}.log",
             env=env,
             cwd=checkout,
@@ -310,17 +310,19 @@ def registry(team: Team) -> dict[str, dict[str, Any]]:
     return found
 
 
-def training_running_on(host: Host) -> bool:
-    """Whether a training stage's process lives on this host."""
+def trainings_on(host: Host) -> set[str]:
+    """The training stages (train_vae, ...) whose process lives on this host."""
     import psutil
 
+    found = set()
     for pid in host.pids():
         try:
-            if "genpipe.stages.train" in " ".join(psutil.Process(pid).cmdline()):
-                return True
+            argv = psutil.Process(pid).cmdline()
         except psutil.Error:
             continue
-    return False
+        if "genpipe.stages.train" in argv and "--task" in argv[:-1]:
+            found.add(f"train_{argv[argv.index('--task') + 1]}")
+    return found
 
 
 def tail(path: Path, n: int = 60) -> str:

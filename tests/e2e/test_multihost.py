@@ -21,13 +21,15 @@ from tests.e2e.multihost import (
     registry,
     stage_flow_runs,
     start_team,
-    training_running_on,
+    trainings_on,
 )
 from tests.netns import NetnsLab
 
 pytestmark = pytest.mark.slow
 
 WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
+SPARE, SPARE_POOLS = "worker-c", ("genpipe-gpu", "genpipe-cpu")  # joins in the fault test only
+DVC = str(Path(sys.executable).parent / "dvc")
 # long enough that two trainings started a few seconds apart on two hosts overlap for most of
 # their length (seconds of start-up skew against about a minute of training each)
 TRAINING = {
@@ -39,7 +41,7 @@ TRAINING = {
 
 @pytest.fixture
 def team(netns_lab: Callable[[Sequence[str]], NetnsLab], tmp_path: Path) -> Iterator[Team]:
-    lab = netns_lab(["ctl", *WORKERS])
+    lab = netns_lab(["ctl", *WORKERS, SPARE])
     team = start_team(lab, tmp_path, TRAINING)
     try:
         bring_up(team)
@@ -88,11 +90,7 @@ def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(tea
     assert (project / "data/models/gan/model.pt").is_file()
     assert (project / "data/eval/report.json").is_file()
     assert (project / "data/plots/train_evaluator.csv").is_file()  # git-tracked, sent back
-    status = team.ctl.run(
-        [str(Path(sys.executable).parent / "dvc"), "status"],
-        env=team.ctl_env(),
-        cwd=project,
-    )
+    status = team.ctl.run([DVC, "status"], env=team.ctl_env(), cwd=project)
     assert "changed" not in status.stdout.replace("always changed", ""), status.stdout
 
     # the champions are registered on the team's MLflow server, from the controller
@@ -108,33 +106,47 @@ def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(tea
         assert host_of(children[stage]) == hosts[stage]
 
 
-def test_a_killed_worker_host_loses_its_stage_to_the_other_worker(team: Team) -> None:
+def test_a_killed_host_and_a_cut_network_lose_their_stages_to_a_spare_worker(team: Team) -> None:
+    """worker-b dies (every process killed) and worker-a's cable is pulled while each trains one
+    model; the zombie automation marks both stage runs Crashed (no heartbeat within
+    orchestration.zombie_after_seconds, well inside the stage timeout) and the parent sends both
+    again, to worker-c, a spare that joins after the faults. Only the accepted runs count."""
     proc = team.run_flow()
-    victim = team.lab["worker-b"]  # it takes one of the two trainings (limit 1 per worker)
+    gpu_stages = {"train_vae", "train_gan"}
+    a, b = team.lab["worker-a"], team.lab["worker-b"]
     deadline = time.monotonic() + 900
-    while not training_running_on(victim):
+    while not (gpu_stages & trainings_on(a) and gpu_stages & trainings_on(b)):
         assert proc.poll() is None, team.flow_result(proc)[2][-4000:]
         assert time.monotonic() < deadline, logs(team)
         time.sleep(0.5)
-    lost = [r for r in stage_flow_runs(team) if host_of(r) == "worker-b" and r.state.is_running()]
-    assert len(lost) == 1, lost
-    stage = lost[0].name.split(" ")[0]
-    for pid in victim.pids():  # the machine dies: every process on it
+    (killed,) = gpu_stages & trainings_on(b)
+    (cut,) = gpu_stages - {killed}
+    for pid in b.pids():  # the machine dies: every process on it
         os.kill(pid, signal.SIGKILL)
+    a.link_down()  # the stage and worker on worker-a keep running, unreachable
+    for pool in SPARE_POOLS:
+        team.start_worker(SPARE, pool, limit=2)
 
     code, result, log = team.flow_result(proc)
-    assert code == 0 and result is not None, log[-6000:] + logs(team, ["worker-a"])
-    assert result["stages"][stage]["host"] == "worker-a"
-    attempts = [r for r in stage_flow_runs(team) if r.name.split(" ")[0] == stage]
-    assert [(host_of(r), r.state.type.value) for r in attempts] == [
-        ("worker-b", "CRASHED"),
-        ("worker-a", "COMPLETED"),
-    ]
-    assert "heartbeat" in (attempts[0].state.message or ""), attempts[0].state
-    # the accepted run is the one on worker-a; the registry holds one decision's champions
+    assert code == 0 and result is not None, log[-6000:] + logs(team, [SPARE])
+    children = [r for r in stage_flow_runs(team) if result["pipeline_run_id"][:8] in r.name]
+    for stage, lost_on in ((killed, "worker-b"), (cut, "worker-a")):
+        assert result["stages"][stage]["host"] == SPARE, stage
+        attempts = [r for r in children if r.name.split(" ")[0] == stage]
+        assert [(host_of(r), r.state.type.value) for r in attempts] == [
+            (lost_on, "CRASHED"),
+            (SPARE, "COMPLETED"),
+        ], stage
+        # detected by the missing heartbeats, not by the parent's own deadline for the stage
+        assert "no heartbeat" in (attempts[0].state.message or ""), attempts[0].state
+        assert f"stage {stage} on host {lost_on}" in log, stage
+    # the accepted runs are worker-c's; the registry holds one decision's champions
     runs = mlflow_stage_runs(team, result["pipeline_run_id"])
-    model = (team.project / f"data/models/{stage.removeprefix('train_')}/run.json").read_text()
-    accepted = [r for r in runs[stage] if r.info.run_id in model]
-    assert [r.data.tags["genpipe.host"] for r in accepted] == ["worker-a"]
+    for stage in (killed, cut):
+        model = (team.project / f"data/models/{stage.removeprefix('train_')}/run.json").read_text()
+        accepted = [r for r in runs[stage] if r.info.run_id in model]
+        assert [r.data.tags["genpipe.host"] for r in accepted] == [SPARE], stage
     models = registry(team)
     assert all(m["versions"] == [1] and m["champion"] == "1" for m in models.values()), models
+    status = team.ctl.run([DVC, "status"], env=team.ctl_env(), cwd=team.project)
+    assert "changed" not in status.stdout.replace("always changed", ""), status.stdout
