@@ -22,6 +22,7 @@ critical path (the chain of stages that finished last) over the single-host run'
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -112,7 +113,7 @@ def critical_chain(result: dict[str, Any], upstream: dict[str, list[str]]) -> li
     """From the stage that finished last, back through the upstream stage that finished last."""
     stages = result["stages"]
     chain = [max(stages, key=lambda s: stages[s]["finished"])]
-    while ups := [u for u in upstream.get(chain[-1], []) if u in stages]:
+    while ups := [u for u in upstream[chain[-1]] if u in stages]:
         chain.append(max(ups, key=lambda s: stages[s]["finished"]))
     return chain[::-1]
 
@@ -122,7 +123,11 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="tests' tiny params (a quick check)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--report", type=Path, nargs="+", help="only print saved run-N.json files")
     args = ap.parse_args()
+    if args.report:
+        report([json.loads(p.read_text()) for p in args.report])
+        return
     root = Path(tempfile.mkdtemp(prefix="gp-bench-mh-"))
     print(f"work folder {root}; load average {os.getloadavg()}", flush=True)
     runs: list[dict[str, Any]] = []
@@ -138,12 +143,10 @@ def main() -> None:
             print(f"services, deployments and workers up in {time.monotonic() - t0:.0f} s")
             from dvc.repo import Repo
 
+            from pipelines.dvc_plan import read_graph
+
             with Repo(str(team.project)) as repo:
-                graph = repo.index.graph
-                upstream = {
-                    s.addressing: [u.addressing for u in graph.successors(s)]
-                    for s in repo.index.stages
-                }
+                upstream = {s: list(u) for s, u in read_graph(repo).upstream.items()}
             for i in range(args.repeats):
                 single = run_single(team, f"bench-single-{i}", seed=100 + i)
                 print(f"[{i}] single host: {single:.1f} s", flush=True)
@@ -152,11 +155,16 @@ def main() -> None:
                 runs.append(
                     {"single": single, "multi": multi, "result": result, "upstream": upstream}
                 )
+                saved = root / f"run-{i}.json"
+                saved.write_text(json.dumps(runs[-1]))  # `--report FILE` prints it again
         finally:
             team.close()
     report(runs)
     if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+        for path in root.iterdir():  # the saved results stay
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+        print(f"results saved in {root}")
 
 
 def report(runs: list[dict[str, Any]]) -> None:
@@ -173,6 +181,7 @@ def report(runs: list[dict[str, Any]]) -> None:
             print(" | ".join(f"{c:>11}" for c in row))
         mean = sum(t["overhead"] for t in per.values()) / max(1, len(per))
         chain = critical_chain(result, run["upstream"])
+        assert chain[0] == "download", f"the chain must reach the first stage: {chain}"
         on_path = sum(per[s]["overhead"] for s in chain if s in per)
         print(f"mean overhead per dispatched stage: {mean:.1f} s")
         print(f"critical chain: {' -> '.join(chain)}")

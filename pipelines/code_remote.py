@@ -90,8 +90,12 @@ def _git(project: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
 
 def dirty_paths(project: Path, allowed: Collection[str]) -> list[str]:
-    """Changed or untracked (not ignored) files, other than the `allowed` project paths."""
-    out = _git(project, "status", "--porcelain=v1", "-z", "--untracked-files=normal").stdout
+    """Changed or untracked (not ignored) files, other than the `allowed` project paths (files,
+    or folders: everything under them).
+
+    Untracked files are listed one by one: after a run, a new folder of plot tables (all of them
+    allowed) would otherwise show up as the folder alone, which no allowed path names."""
+    out = _git(project, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
     paths = []
     entries = iter(out.split("\0"))
     for entry in entries:
@@ -100,9 +104,14 @@ def dirty_paths(project: Path, allowed: Collection[str]) -> list[str]:
         status, path = entry[:2], entry[3:]
         if status[0] in "RC":  # a rename or copy: the next field is the source path
             next(entries, None)
-        if path.rstrip("/") not in allowed:
+        if not any(_under(path, a) for a in allowed):
             paths.append(path)
     return sorted(paths)
+
+
+def _under(path: str, allowed: str) -> bool:
+    path, allowed = path.rstrip("/"), allowed.rstrip("/")
+    return path == allowed or path.startswith(allowed + "/")
 
 
 def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> CodeRef:

@@ -293,14 +293,14 @@ def host_of(run: Any) -> str | None:
     return (run.labels or {}).get("prefect.worker.name")
 
 
-def registry(team: Team) -> dict[str, dict[str, Any]]:
-    """Registered model -> its versions and champion, on the team's MLflow server."""
+def registry(team: Team, prefix: str) -> dict[str, dict[str, Any]]:
+    """Registered model `<prefix>-...` -> its versions and champion, on the team's MLflow server."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=team.mlflow_url)
     found = {}
     for model in client.search_registered_models():
-        if model.name.endswith(".lock"):
+        if model.name.endswith(".lock") or not model.name.startswith(f"{prefix}-"):
             continue
         versions = client.search_model_versions(f"name = '{model.name}'")
         found[model.name] = {

@@ -1,5 +1,9 @@
 """One flow run, three hosts: the controller dispatches stages to workers over TCP, data moves
-through the DVC remote, results land on the team's MLflow server (tests/e2e/multihost.py)."""
+through the DVC remote, results land on the team's MLflow server (tests/e2e/multihost.py).
+
+The tests share one team (services and workers take a minute to start): the fault test comes
+last, since it leaves worker-a cut off and worker-b dead, and it registers under its own prefix
+and trains with its own seed, so it neither restores nor scores the first test's results."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +27,7 @@ from tests.e2e.multihost import (
     start_team,
     trainings_on,
 )
-from tests.netns import NetnsLab
+from tests.netns import NetnsLab, netns_available
 
 pytestmark = pytest.mark.slow
 
@@ -31,27 +35,30 @@ WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu
 SPARE, SPARE_POOLS = "worker-c", ("genpipe-gpu", "genpipe-cpu")  # joins in the fault test only
 DVC = str(Path(sys.executable).parent / "dvc")
 # long enough that two trainings started a few seconds apart on two hosts overlap for most of
-# their length (seconds of start-up skew against about a minute of training each)
+# their length (seconds of start-up skew against half a minute of training each)
 TRAINING = {
-    "vae": {"epochs": 40},
-    "gan": {"epochs": 40},
+    "vae": {"epochs": 25},
+    "gan": {"epochs": 25},
     "runtime": {"checkpoint_every": 10, "log_images_every": 20},
 }
+DEFAULT_PREFIX, FAULTS_PREFIX = "genpipe", "faults"  # register.model_name_prefix per test
 
 
-@pytest.fixture
-def team(netns_lab: Callable[[Sequence[str]], NetnsLab], tmp_path: Path) -> Iterator[Team]:
-    lab = netns_lab(["ctl", *WORKERS, SPARE])
-    team = start_team(lab, tmp_path, TRAINING)
-    try:
-        bring_up(team)
-        for host, pools in WORKERS.items():
-            for pool in pools:
-                team.start_worker(host, pool)
-        team.wait_workers()
-        yield team
-    finally:
-        team.close()  # the services; the lab fixture then kills every host's processes
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    if (why := netns_available()) is not None:
+        pytest.skip(why)
+    with NetnsLab(["ctl", *WORKERS, SPARE]) as lab:  # its exit kills every host's processes
+        team = start_team(lab, tmp_path_factory.mktemp("multihost"), TRAINING)
+        try:
+            bring_up(team)
+            for host, pools in WORKERS.items():
+                for pool in pools:
+                    team.start_worker(host, pool)
+            team.wait_workers()
+            yield team
+        finally:
+            team.close()  # the services
 
 
 def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(team: Team) -> None:
@@ -94,13 +101,13 @@ def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(tea
     assert "changed" not in status.stdout.replace("always changed", ""), status.stdout
 
     # the champions are registered on the team's MLflow server, from the controller
-    models = registry(team)
-    assert set(models) == {"genpipe-digits-generation", "genpipe-digits-restoration"}
+    models = registry(team, DEFAULT_PREFIX)
+    assert set(models) == {f"{DEFAULT_PREFIX}-digits-{t}" for t in ("generation", "restoration")}
     assert all(m["champion"] is not None for m in models.values()), models
     assert [r.data.tags["genpipe.host"] for r in runs["register"]] == ["ctl"]
 
     # every stage flow run completed on the host the flow reports
-    children = {r.name.split(" ")[0]: r for r in stage_flow_runs(team)}
+    children = {r.name.split(" ")[0]: r for r in stage_flow_runs(team) if run_id[:8] in r.name}
     for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate"):
         assert children[stage].state.is_completed(), children[stage].state
         assert host_of(children[stage]) == hosts[stage]
@@ -111,12 +118,14 @@ def test_a_killed_host_and_a_cut_network_lose_their_stages_to_a_spare_worker(tea
     model; the zombie automation marks both stage runs Crashed (no heartbeat within
     orchestration.zombie_after_seconds, well inside the stage timeout) and the parent sends both
     again, to worker-c, a spare that joins after the faults. Only the accepted runs count."""
-    proc = team.run_flow()
+    proc = team.run_flow(
+        "train.seed=7", f"register.model_name_prefix={FAULTS_PREFIX}", log_name="faults"
+    )
     gpu_stages = {"train_vae", "train_gan"}
     a, b = team.lab["worker-a"], team.lab["worker-b"]
     deadline = time.monotonic() + 900
     while not (gpu_stages & trainings_on(a) and gpu_stages & trainings_on(b)):
-        assert proc.poll() is None, team.flow_result(proc)[2][-4000:]
+        assert proc.poll() is None, team.flow_result(proc, "faults")[2][-4000:]
         assert time.monotonic() < deadline, logs(team)
         time.sleep(0.5)
     (killed,) = gpu_stages & trainings_on(b)
@@ -127,7 +136,7 @@ def test_a_killed_host_and_a_cut_network_lose_their_stages_to_a_spare_worker(tea
     for pool in SPARE_POOLS:
         team.start_worker(SPARE, pool, limit=2)
 
-    code, result, log = team.flow_result(proc)
+    code, result, log = team.flow_result(proc, "faults")
     assert code == 0 and result is not None, log[-6000:] + logs(team, [SPARE])
     children = [r for r in stage_flow_runs(team) if result["pipeline_run_id"][:8] in r.name]
     for stage, lost_on in ((killed, "worker-b"), (cut, "worker-a")):
@@ -146,7 +155,9 @@ def test_a_killed_host_and_a_cut_network_lose_their_stages_to_a_spare_worker(tea
         model = (team.project / f"data/models/{stage.removeprefix('train_')}/run.json").read_text()
         accepted = [r for r in runs[stage] if r.info.run_id in model]
         assert [r.data.tags["genpipe.host"] for r in accepted] == [SPARE], stage
-    models = registry(team)
-    assert all(m["versions"] == [1] and m["champion"] == "1" for m in models.values()), models
+    models = registry(team, FAULTS_PREFIX)
+    assert len(models) == 2 and all(
+        m["versions"] == [1] and m["champion"] == "1" for m in models.values()
+    ), models
     status = team.ctl.run([DVC, "status"], env=team.ctl_env(), cwd=team.project)
     assert "changed" not in status.stdout.replace("always changed", ""), status.stdout

@@ -101,7 +101,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def test_the_commit_must_be_clean_and_on_the_remote(checkout: Path) -> None:
-    allowed = {"params.yaml", "dvc.lock", "data/metrics.json"}
+    allowed = {"params.yaml", "dvc.lock", "data/metrics.json", "data/plots/a.csv", "data/eval"}
     with pytest.raises(CodeError, match=r"is not on git remote 'team'.*make push-code"):
         check_code(checkout, "team", allowed)
     first = push_head(checkout, "team")
@@ -109,7 +109,14 @@ def test_the_commit_must_be_clean_and_on_the_remote(checkout: Path) -> None:
 
     (checkout / "params.yaml").write_text("x: 2\n")  # the flow's overrides: allowed
     (checkout / "dvc.lock").write_text("schema: '2.0'\n")
+    for rel in ("data/plots/a.csv", "data/eval/report.csv"):  # new folders of allowed outputs
+        (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / rel).write_text("x\n")
     assert check_code(checkout, "team", allowed).commit == first
+    (checkout / "data/plots/b.csv").write_text("x\n")  # not an output: named, not its folder
+    with pytest.raises(CodeError, match=r"uncommitted changes \(data/plots/b.csv\)"):
+        check_code(checkout, "team", allowed)
+    (checkout / "data/plots/b.csv").unlink()
     (checkout / "a.py").write_text("A = 2\n")
     (checkout / "new.py").write_text("")
     with pytest.raises(CodeError, match=r"uncommitted changes \(a.py, new.py\)"):
