@@ -121,8 +121,7 @@ def prepare(project: Path, plan: StagePlan, run_id: str) -> Dispatcher:
                 + ([f"remove {', '.join(unknown)} (not in dvc.yaml)"] if unknown else [])
             )
         )
-    uncached = {p for files in plan.files.values() for p in files.get("uncached", ())}
-    code = check_code(project, config.git_remote, {"dvc.lock", "params.yaml", *uncached})
+    code = check_code(project, config.git_remote, written_by_runs(plan))
     _check_dvc_remote(project)
     committed = subprocess.run(
         ["git", "-C", str(project), "show", f"{code.commit}:params.yaml"],
@@ -135,6 +134,15 @@ def prepare(project: Path, plan: StagePlan, run_id: str) -> Dispatcher:
     used = sorted({config.pool_of(s) for s in plan.stages} - {LOCAL_POOL})
     _check_deployments(used)
     return Dispatcher(project, config, code, tuple(overrides), params_sha256(current), run_id)
+
+
+def written_by_runs(plan: StagePlan) -> set[str]:
+    """What a run writes in the checkout and may differ from the commit: dvc.lock, params.yaml
+    (the overrides), every stage output (git-tracked or not: workers get them through dvc.lock
+    and the DVC remote, never from git) and the .gitignore files DVC keeps next to them."""
+    outs = {p for files in plan.files.values() for key in ("outs", "metrics") for p in files[key]}
+    ignores = {str(Path(p).parent / ".gitignore") for p in outs}
+    return {"dvc.lock", "params.yaml", *outs, *ignores}
 
 
 def _check_dvc_remote(project: Path) -> None:

@@ -19,8 +19,8 @@ import yaml
 from genpipe.config import ConfigError, Params
 from pipelines import dvc_sync
 from pipelines.code_remote import CodeError, check_code, push_head
-from pipelines.dispatch import WorkerLost, params_delta, retry_on_lost_worker
-from pipelines.dvc_plan import _pythonpath
+from pipelines.dispatch import WorkerLost, params_delta, retry_on_lost_worker, written_by_runs
+from pipelines.dvc_plan import StagePlan, _pythonpath
 from pipelines.dvc_runner import StageFailed
 from pipelines.params_overrides import apply_overrides
 from pipelines.stage_worker import StageRequest, WorkerSetupError, params_sha256, run
@@ -238,3 +238,27 @@ def test_a_worker_refuses_another_commit(controller: Path, tmp_path: Path) -> No
     with pytest.raises(WorkerSetupError, match="not 0000000000"):
         run(clone, request, {**os.environ, "GENPIPE_DVC_REMOTE_URL": "/nowhere"})
     assert sys.executable  # the check runs before any DVC process
+
+
+def test_a_runs_outputs_do_not_make_the_checkout_dirty() -> None:
+    """After a run the controller holds every stage's outputs, cached ones too (a loss-curve
+    table next to git-tracked plots): none of them, nor DVC's .gitignore beside them, is code."""
+    plan = StagePlan(
+        stages=("train", "evaluate"),
+        upstream={"train": (), "evaluate": ("train",)},
+        files={
+            "train": {"outs": ["data/models/m", "data/plots/train.csv"], "metrics": []},
+            "evaluate": {"outs": ["data/plots/gen.csv"], "metrics": ["data/metrics.json"]},
+        },
+    )
+    assert written_by_runs(plan) == {
+        "dvc.lock",
+        "params.yaml",
+        "data/models/m",
+        "data/plots/train.csv",
+        "data/plots/gen.csv",
+        "data/metrics.json",
+        "data/models/.gitignore",
+        "data/plots/.gitignore",
+        "data/.gitignore",
+    }
