@@ -134,6 +134,14 @@ pipeline-mnist: $(STAMP)
 	$(BIN)/python -m pipelines --preset params/mnist.yaml \
 		-S 'data.download.mirrors=[http://127.0.0.1:$(MNIST_PORT)/]' $(FLOW_ARGS)
 
+## Retrain the VAE and the GAN for SEEDS (train.seed) on the workspace's data and params (digits
+## after `make pipeline`, MNIST after `make pipeline-mnist`); per-seed winners, margins and pooled
+## figures in data/seeds/seeds.md. The project's MLflow store and registry are left alone.
+SEEDS ?= 0 1 2
+.PHONY: verdict-seeds
+verdict-seeds: $(STAMP)
+	$(BIN)/python -m benchmarks.verdict_seeds --seeds $(SEEDS)
+
 ## The Prefect server and UI on 127.0.0.1 (foreground).
 prefect-server: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)

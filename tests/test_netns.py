@@ -137,13 +137,21 @@ def test_close_leaves_no_namespace_link_file_or_process() -> None:
     tracked = lab["ctl"].popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
     # A daemon that escaped its parent: only `ip netns pids` still knows it.
     lab["worker-a"].run(["sh", "-c", "setsid sleep 1000 > /dev/null 2>&1 &"])
-    (escaped,) = lab["worker-a"].pids()
+    # the exiting shell may still be listed for a moment; the daemon is the `sleep 1000`
+    (escaped,) = [p for p in lab["worker-a"].pids() if _cmdline(p) == ["sleep", "1000"]]
     lab.grace = 0.5
     lab.close()
     assert leftovers(key) == {"netns": [], "links": [], "etc": [], "lock": []}
     assert tracked.returncode == -signal.SIGKILL  # it ignored SIGTERM
     assert not alive(escaped)
     lab.close()  # idempotent
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
 
 
 # A lab owner that starts a long process in its host, reports, and waits to be killed.

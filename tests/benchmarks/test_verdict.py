@@ -18,6 +18,7 @@ def _source(fd: float, precision: float) -> dict:
         "density": _stat(0.4),
         "coverage": _stat(0.3),
         "is": _stat(2.0, (1.9, 2.1)),
+        "recognised": _stat(precision / 2, (0.0, 1.0)),
     }
 
 
@@ -47,6 +48,11 @@ def test_generation_table_bolds_the_lower_fd_and_keeps_cis() -> None:
     )
     pr = next(r for r in rows if r.startswith("| precision"))
     assert pr.split(" | ")[1].startswith("**0.700**")  # higher precision wins, per metric
+    rec = next(r for r in rows if r.startswith("| recognised"))
+    assert rec.split(" | ")[1] == "**0.350 [0.000, 1.000]**"  # a higher share wins
+    for source in report["generation"].values():  # reports from before the metric: no row
+        del source["recognised"]
+    assert not any(r.startswith("| recognised") for r in generation_table(report).splitlines())
 
 
 def test_restoration_table_orders_baselines_first_and_bolds_the_best_method() -> None:

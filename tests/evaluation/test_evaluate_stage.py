@@ -36,6 +36,7 @@ METRICS = {
     "is",
     "class_coverage",
     "class_entropy",
+    "recognised",
 }
 CORRUPTIONS = {
     "denoise_sigma0.1",
@@ -70,7 +71,8 @@ def check_outputs_summary(summary: dict) -> None:
 def check_report_schema(report: dict) -> None:
     """docs/ARCHITECTURE.md, data/eval/report.json: the registry reads exactly these keys."""
     top = {"protocol_hash", "protocol", "dataset", "data_hash", "evaluator_hash", "models"}
-    assert set(report) == top | {"evaluator_accuracy", "generation", "restoration", "incumbents"}
+    rest = {"evaluator_accuracy", "generation", "reference", "restoration", "incumbents"}
+    assert set(report) == top | rest
     assert len(report["protocol_hash"]) == 64 and isinstance(report["protocol"], dict)
     assert set(report["models"]) == {"vae", "gan"}
     assert set(report["models"]["vae"]) == {"checkpoint", "weights_hash", "run_id"}
@@ -134,6 +136,9 @@ def test_evaluation_writes_the_report_and_outputs(
     flat = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert {"generation.gan.fd", "generation.gan.fd_ci_low", "generation.real.fd"} <= set(flat)
     assert {"restoration.vae.denoise_sigma0.3.psnr", "restoration.vae.mean_psnr"} <= set(flat)
+    assert report["reference"]["split"] == "test"
+    assert flat["generation.reference.recognised"] == report["reference"]["recognised"]
+    assert 0 <= flat["generation.reference.recognised"] <= 1
     assert flat.pop("protocol_hash") == report["protocol_hash"]
     assert all(isinstance(v, float) for v in flat.values())
 

@@ -21,6 +21,7 @@ def protocol(draws: int = 3) -> GenerationProtocol:
         prdc_k=5,
         bootstrap=50,
         seed=0,
+        recognition_confidence=0.9,
     )
 
 

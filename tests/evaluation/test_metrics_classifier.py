@@ -9,7 +9,12 @@ import torch
 from torch import nn
 from torchmetrics.image.inception import InceptionScore
 
-from genpipe.evaluation.metrics import MetricInputError, class_coverage, inception_score
+from genpipe.evaluation.metrics import (
+    MetricInputError,
+    class_coverage,
+    inception_score,
+    recognition_rate,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Metric `InceptionScore`"),
@@ -68,8 +73,27 @@ def test_class_coverage_counts_and_balances_predicted_classes() -> None:
     assert class_coverage(collapsed) == {"class_coverage": 0.25, "class_entropy": 0.0}
 
 
+def test_recognition_rate_counts_confident_rows_at_the_threshold() -> None:
+    probs = torch.tensor(
+        [
+            [0.95, 0.05, 0.0],  # recognised
+            [0.9, 0.1, 0.0],  # exactly at the threshold: recognised
+            [0.5, 0.3, 0.2],  # unsure
+            [0.0, 0.05, 0.95],  # recognised, another class
+        ],
+        dtype=torch.float64,
+    )
+    assert recognition_rate(probs, 0.9) == 0.75
+    assert recognition_rate(probs, 0.96) == 0.0
+    assert recognition_rate(probs, 0.5) == 1.0
+
+
 def test_classifier_metrics_reject_non_probabilities() -> None:
     with pytest.raises(MetricInputError, match="softmax"):
         inception_score(torch.randn(10, 3))
     with pytest.raises(MetricInputError, match="splits"):
         inception_score(_probs(4, 3, seed=2), splits=5)
+    with pytest.raises(MetricInputError, match="softmax"):
+        recognition_rate(torch.randn(10, 3), 0.9)
+    with pytest.raises(MetricInputError, match="confidence"):
+        recognition_rate(_probs(4, 3, seed=2), 0.0)

@@ -123,6 +123,17 @@ def test_shipped_mnist_preset_is_valid(params: Path) -> None:
     assert loaded.evaluate.n_restore == 64
 
 
+def test_shipped_gpu_preset_is_valid(params: Path) -> None:
+    from genpipe.config import load_params
+    from pipelines.genpipe_flow import read_preset
+
+    repo = Path(__file__).resolve().parents[2]
+    apply_overrides(params, read_preset(str(repo / "params" / "gpu.yaml")))
+    loaded = load_params(params)
+    assert loaded.data.download.splits == ["train", "t10k"] and loaded.runtime.device == "cuda"
+    assert loaded.vae.prior == "gmm" and loaded.gan.batch_size == 64
+
+
 def test_a_malformed_preset_is_named(tmp_path: Path) -> None:
     from genpipe.errors import GenpipeError
     from pipelines.genpipe_flow import read_preset

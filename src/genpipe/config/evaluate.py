@@ -39,6 +39,8 @@ class EvaluateConfig(Section):
     latent_search: LatentSearchConfig
     ssim_window: PositiveInt
     snapshot_selection_samples: PositiveInt
+    # a sample counts as recognised when the evaluator's top class has at least this probability
+    recognition_confidence: float = Field(gt=0, le=1)
 
 
 GenerationMetric = Literal[
@@ -51,6 +53,7 @@ GenerationMetric = Literal[
     "is",
     "class_coverage",
     "class_entropy",
+    "recognised",
 ]
 
 

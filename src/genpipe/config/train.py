@@ -60,6 +60,10 @@ class VAEConfig(Section):
     beta: float = Field(ge=0)
     kl_warmup_epochs: int = Field(ge=0)
     likelihood: Literal["bernoulli", "continuous_bernoulli", "gaussian"]
+    batch_size: PositiveInt | None  # None: train.batch_size
+    # sampling prior: N(0, I), or a Gaussian mixture fitted to the training posterior means at export
+    prior: Literal["standard", "gmm"]
+    prior_components: PositiveInt  # mixture components for prior: gmm
 
 
 class GANConfig(Section):
@@ -75,6 +79,7 @@ class GANConfig(Section):
     ema_decay: float = Field(ge=0, lt=1)
     d_steps: PositiveInt
     snapshots: PositiveInt
+    batch_size: PositiveInt | None  # None: train.batch_size
 
 
 class EvaluatorConfig(Section):

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from genpipe.config import EvaluateConfig
+from genpipe.evaluation import metrics
 from genpipe.evaluation.corruptions import corruptions_from_config
 from genpipe.evaluation.features import embed, model_sampler, pool_sampler
 from genpipe.evaluation.generation import GenerationProtocol, evaluate_source, select_snapshot
@@ -49,6 +50,7 @@ def generation_protocol(config: EvaluateConfig, n_samples: int) -> GenerationPro
         config.prdc_k,
         config.bootstrap,
         config.seed,
+        config.recognition_confidence,
     )
 
 
@@ -134,6 +136,11 @@ def evaluate(
         task: incumbent_entry(report, task, inc, same[task]) for task, inc in incumbents.items()
     }
     report["protocol"].update(n_restore=len(idx), n_samples=n, n_reference=len(data.test))
+    # what "recognised" reads against: the share of the real test images themselves
+    report["reference"] = {
+        "split": "test",
+        "recognised": metrics.recognition_rate(reference.probs, config.recognition_confidence),
+    }
     flat = flat_metrics(report)
     flat.update({f"selection.gan.{name}.val_fd": round(fd, 6) for name, fd in val_fds.items()})
     return Evaluation(report, flat, samples, results, seconds)

@@ -50,7 +50,7 @@ def model_sampler(model: torch.nn.Module, batch_size: int = 1024) -> Sampler:
         device = next(model.parameters()).device
         out = []
         for i in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - i), model.latent_dim, generator=generator)
+            z = model.sample_latent(min(batch_size, n - i), generator)  # the model's prior
             out.append(model.decode(z.to(device)).cpu())
         return torch.cat(out)
 

@@ -35,6 +35,7 @@ class GenerationProtocol:
     prdc_k: int
     bootstrap: int
     seed: int
+    recognition_confidence: float  # "recognised": the evaluator's top class has p >= this
 
 
 def score_set(
@@ -50,6 +51,7 @@ def score_set(
         **metrics.prdc(reference.features, fake.features, k=protocol.prdc_k),
         "is": metrics.inception_score(fake.probs),
         **metrics.class_coverage(fake.probs),
+        "recognised": metrics.recognition_rate(fake.probs, protocol.recognition_confidence),
     }
 
 

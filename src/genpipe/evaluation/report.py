@@ -154,6 +154,8 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
     for source, scores in report["generation"].items():
         for metric, stat in scores.items():
             _with_ci(flat, f"generation.{source}.{metric}", stat)
+    if "reference" in report:
+        flat["generation.reference.recognised"] = report["reference"]["recognised"]
     restoration = report["restoration"]
     for model in ("vae", "gan"):
         if model not in restoration:

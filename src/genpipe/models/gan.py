@@ -53,16 +53,14 @@ class Generator(nn.Module):
         """Same as forward: lets restoration treat the VAE decoder and G alike."""
         return self(z)
 
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents from N(0, I), on the generator's device (else the model's)."""
+        device = generator.device if generator is not None else next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = next(self.parameters()).device
-        z = torch.randn(
-            n,
-            self.latent_dim,
-            generator=generator,
-            device=generator.device if generator else device,
-        )
-        return self(z.to(device))
+        return self(self.sample_latent(n, generator).to(next(self.parameters()).device))
 
 
 class Discriminator(nn.Module):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genpipe.config import VAEConfig
+from genpipe.models.latent_prior import GaussianMixturePrior
 from genpipe.models.layout import channel_plan, spatial_plan
 
 
@@ -56,6 +57,12 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(*dec)
         # Gaussian likelihood: one learned global scale (sigma-VAE), log sigma.
         self.log_sigma = nn.Parameter(torch.zeros(())) if config.likelihood == "gaussian" else None
+        # Sampling prior: N(0, I), or a mixture fitted to the training latents after training.
+        self.prior = (
+            GaussianMixturePrior(config.prior_components, config.latent_dim)
+            if config.prior == "gmm"
+            else None
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x in [0, 1] [N, C, H, W] -> (mu, logvar), each [N, latent]."""
@@ -112,12 +119,25 @@ class VAE(nn.Module):
         return self.decode(mu)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def fit_prior(self, images: torch.Tensor, seed: int, batch_size: int = 1024) -> None:
+        """Fit the mixture prior to the posterior means of `images` (no-op for N(0, I))."""
+        if self.prior is None:
+            return
+        was_training = self.training
+        self.eval()
+        mu = torch.cat([self.encode(chunk)[0] for chunk in images.split(batch_size)])  # [N, d]
+        self.train(was_training)
+        self.prior.fit(mu.float(), seed)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents [n, d] from the sampling prior, on the generator's device (else the model's)."""
         device = self.from_latent.weight.device
-        z = torch.randn(
-            n,
-            self.latent_dim,
-            generator=generator,
-            device=generator.device if generator else device,
-        )
-        return self.decode(z.to(device))
+        if self.prior is not None:
+            return self.prior.sample(n, generator, device)
+        device = generator.device if generator is not None else device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = self.sample_latent(n, generator)
+        return self.decode(z.to(self.from_latent.weight.device))

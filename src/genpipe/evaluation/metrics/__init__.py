@@ -6,7 +6,11 @@ softmax outputs; image metrics are per image so that confidence intervals can be
 
 from genpipe.evaluation.metrics._inputs import MetricInputError
 from genpipe.evaluation.metrics.bootstrap import mean_ci
-from genpipe.evaluation.metrics.classifier import class_coverage, inception_score
+from genpipe.evaluation.metrics.classifier import (
+    class_coverage,
+    inception_score,
+    recognition_rate,
+)
 from genpipe.evaluation.metrics.fidelity import (
     frechet_distance,
     frechet_distance_from_stats,
@@ -27,5 +31,6 @@ __all__ = [
     "mean_ci",
     "prdc",
     "psnr",
+    "recognition_rate",
     "ssim",
 ]

@@ -54,3 +54,15 @@ def class_coverage(probs: Tensor) -> dict[str, float]:
         "class_coverage": float((counts > 0).double().mean()),
         "class_entropy": float(entropy / math.log(n_classes)),
     }
+
+
+def recognition_rate(probs: Tensor, confidence: float) -> float:
+    """Share of images the classifier assigns to one class with probability >= `confidence`.
+
+    IS rewards confident and varied predictions together; this asks only "does it look like a
+    digit?", per image, so it reads directly as "x% of the samples are recognisable".
+    """
+    if not 0 < confidence <= 1:
+        raise MetricInputError(f"recognition_rate: confidence must be in (0, 1], got {confidence}")
+    p = _as_probs(probs)
+    return float((p.max(dim=1).values >= confidence).double().mean())

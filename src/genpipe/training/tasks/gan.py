@@ -48,7 +48,7 @@ class GANTask:
         runtime = context.runtime
         torch.manual_seed(train.seed)  # weight init
         self.config, self.runtime = config, runtime
-        self.epochs, self.batch_size = config.epochs, train.batch_size
+        self.epochs, self.batch_size = config.epochs, config.batch_size or train.batch_size
         self.channels_last = runtime.channels_last
         self.ranks = context.ranks
         generator = Generator(config, data.image_shape)

@@ -1,5 +1,5 @@
 """VAE training task: one Adam step on the ELBO, with a linear KL warm-up; exported at the
-epoch with the best validation ELBO."""
+epoch with the best validation ELBO, with its sampling prior (vae.prior) fitted to that model."""
 
 from __future__ import annotations
 
@@ -34,15 +34,15 @@ class VAETask:
         runtime = context.runtime
         torch.manual_seed(train.seed)  # weight init
         self.config, self.runtime = config, runtime
-        self.epochs, self.batch_size = config.epochs, train.batch_size
+        self.epochs, self.batch_size = config.epochs, config.batch_size or train.batch_size
+        self.seed = train.seed  # also seeds the grid latents and the mixture prior's fit
         self.channels_last = runtime.channels_last
         self.meta = {"data_hash": data.data_hash, "dataset": data.meta.get("dataset")}
         self.model = prepare_module(VAE(config, data.image_shape), runtime)
         trained = distributed.wrap(self.model, context.ranks)
         self.forward = torch.compile(trained) if runtime.compile else trained
         self.opt = adam(self.model.parameters(), config.lr, (0.9, 0.999), runtime)
-        fixed = torch.Generator().manual_seed(train.seed + 1)
-        self.fixed_z = torch.randn(N_GRID, config.latent_dim, generator=fixed).to(runtime.device)
+        self.train_split = data.train  # the mixture prior is fitted to its latents at export
         self.val_x = data.val.as_float(runtime.device)
         self.grid_images = data.val.as_float()[: N_GRID // 2].to(runtime.device)
         self.data_order = torch.Generator().manual_seed(train.seed)
@@ -105,9 +105,11 @@ class VAETask:
 
     @torch.no_grad()
     def grids(self) -> dict[str, torch.Tensor]:
-        """samples from the fixed z; recon rows alternate originals and reconstructions."""
+        """samples from fixed latents of the sampling prior; recon rows alternate originals and
+        reconstructions."""
         self.model.eval()
-        samples = self.model.decode(self.fixed_z)
+        fixed = torch.Generator().manual_seed(self.seed + 1)
+        samples = self.model.sample(N_GRID, fixed)
         x = self.grid_images[: max(8, len(self.grid_images) // 8 * 8)]
         recon = self.model.reconstruct(x)
         self.model.train()
@@ -122,6 +124,7 @@ class VAETask:
     def export(self, out: Path, weights: dict[str, torch.Tensor] | None, epoch: int) -> Exported:
         if weights is not None:
             self.model.load_state_dict(weights)
+        self.model.fit_prior(self.train_split.as_float(self.runtime.device), self.seed)
         save_model(out / "model.pt", self.model, "vae", {**self.meta, "epoch": epoch})
         files = [out / "model.pt"]
         for name, images in self.grids().items():
