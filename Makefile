@@ -77,7 +77,7 @@ clean:
 
 # --- Shared team services (src/genpipe/services/, `services:` in params.yaml): PostgreSQL, the MLflow
 # and Prefect servers on it, and an sshd serving the DVC remote; state in .services/ (git-ignored).
-.PHONY: services-install services-up services-down services-status services-env services-dvc-remote
+.PHONY: services-install services-up services-down services-status services-env services-dvc-remote services-git-remote
 
 ## apt-get install what the services need and is missing (postgresql, openssh-server; root only).
 services-install: $(STAMP)
@@ -102,6 +102,10 @@ services-env: $(STAMP)
 ## Make the services' DVC remote this checkout's default (in .dvc/config.local).
 services-dvc-remote: $(STAMP)
 	$(BIN)/python -m genpipe.services dvc-remote
+
+## Add the services' code repo (workers clone from it) as this checkout's orchestration.git_remote.
+services-git-remote: $(STAMP)
+	$(BIN)/python -m genpipe.services git-remote
 
 # --- Prefect orchestration (pipelines/, prefect.yaml). PREFECT_HOME (above) keeps Prefect's state
 # in the project. Start the server and the worker in their own terminals; the API URL is
@@ -159,6 +163,31 @@ prefect-worker: $(STAMP)
 ## Trigger the on-demand deployment, e.g. make prefect-run RUN_PARAMS="-p 'overrides=[\"vae.epochs=2\"]'"
 prefect-run: $(STAMP)
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect deployment run genpipe-pipeline/genpipe $(RUN_PARAMS) --watch
+
+# --- Several machines (pipelines/dispatch.py, `orchestration:` in params.yaml): the flow sends
+# stages to Prefect workers on other hosts; data moves through the DVC remote. The Prefect, MLflow
+# and DVC-remote addresses come from the environment: eval "$$(make -s services-env)" on the
+# services host, or the same variables set by hand on a worker.
+POOL ?= genpipe-gpu
+WORKER_LIMIT ?= 1
+
+.PHONY: deploy-stages worker push-code flow-dispatch
+
+## The work pools, a genpipe-stage deployment per pool and the zombie automation, on $$PREFECT_API_URL.
+deploy-stages: $(STAMP)
+	$(BIN)/python -m pipelines.deploy_stages
+
+## A worker of POOL on this host, WORKER_LIMIT stages at a time: make worker POOL=genpipe-gpu
+worker: $(STAMP)
+	$(BIN)/python -m pipelines.worker --pool $(POOL) --limit $(WORKER_LIMIT)
+
+## Push HEAD to orchestration.git_remote, where workers clone a flow run's commit from.
+push-code: $(STAMP)
+	$(BIN)/python -m pipelines.code_remote push
+
+## One flow run that dispatches every stage to its pool: make flow-dispatch FLOW_ARGS="-S vae.epochs=5"
+flow-dispatch: $(STAMP)
+	$(BIN)/python -m pipelines --dispatch $(FLOW_ARGS)
 
 # --- Data-parallel training on several machines (README: "Data-parallel training"). Node 0 runs
 # `dvc repro`; every other node joins with the same stage command (read from dvc.yaml) and its

@@ -25,7 +25,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,7 +48,9 @@ class StagePlan:
     stale: Mapping[str, Sequence[str]] = field(default_factory=dict)  # stage -> DVC's reasons
     applied: tuple[str, ...] = ()  # the overrides written to params.yaml
     files: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
-    # stage -> {"outs": [...], "metrics": [...]}: output paths as DVC resolved them
+    dispatch: bool = False  # params.yaml's orchestration.dispatch (pipelines/dispatch.py)
+    # stage -> {"outs": [...], "metrics": [...], "uncached": [...]}: output paths as DVC resolved
+    # them; "uncached" (cache: false, kept in git) is a subset of the other two
 
     def __post_init__(self) -> None:
         unknown = {u for ups in self.upstream.values() for u in ups} - set(self.stages)
@@ -63,6 +65,7 @@ class StagePlan:
             stale={s: list(r) for s, r in data["stale"].items()},
             applied=tuple(data.get("applied", ())),
             files=data.get("files", {}),
+            dispatch=bool(data.get("dispatch", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class StagePlan:
             "stale": {s: list(r) for s, r in self.stale.items()},
             "applied": list(self.applied),
             "files": {s: dict(f) for s, f in self.files.items()},
+            "dispatch": self.dispatch,
         }
 
     def order(self) -> list[str]:
@@ -101,9 +105,15 @@ class StagePlan:
                 maybe.add(stage)
         return maybe
 
-    def sharing(self) -> dict[str, int]:
-        """For each stage that may run: how many may-run stages share its level (its peers)."""
+    def sharing(self, among: Collection[str] | None = None) -> dict[str, int]:
+        """For each stage that may run: how many may-run stages share its level (its peers).
+
+        `among`: count only these stages (the ones that run on this host when others are
+        dispatched to workers).
+        """
         level, maybe = self.levels(), self.may_run()
+        if among is not None:
+            maybe &= set(among)
         return {s: sum(level[o] == level[s] for o in maybe) for s in maybe}
 
     def skip_without_dvc(self, stage: str, upstream_ran: bool) -> bool:
@@ -137,6 +147,7 @@ def read_graph(repo: Any) -> StagePlan:
         s.addressing: {
             "outs": [str(o.def_path) for o in s.outs if not o.metric],
             "metrics": [str(o.def_path) for o in s.outs if o.metric],
+            "uncached": [str(o.def_path) for o in s.outs if not o.use_cache],  # git-tracked
         }
         for s in stages
     }
@@ -190,7 +201,7 @@ def serve_one_request(project: Path, stdin: TextIO, stdout: TextIO) -> int:
         applied = params_overrides.apply_overrides(
             project / "params.yaml", request.get("overrides")
         )
-        load_params(project / "params.yaml")
+        params = load_params(project / "params.yaml")
     except (GenpipeError, ConfigError) as exc:
         return _reply(stdout, error=str(exc))
     stale = early
@@ -200,7 +211,9 @@ def serve_one_request(project: Path, stdin: TextIO, stdout: TextIO) -> int:
                 stale = stale_stages(fresh, graph.stages)
         except Exception as exc:
             return _reply(stdout, error=f"`dvc status` failed in {project}: {exc}")
-    plan = dataclasses.replace(graph, stale=stale, applied=tuple(applied))
+    plan = dataclasses.replace(
+        graph, stale=stale, applied=tuple(applied), dispatch=params.orchestration.dispatch
+    )
     return _reply(stdout, plan=plan.to_json())
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -51,15 +51,24 @@ class StageResult:
     finished: float
     output: str
     dvc_started: bool = True
+    host: str | None = None  # a dispatched stage: the worker host that ran it (None: this host)
+    timings: Mapping[str, float] = field(default_factory=dict)  # a dispatched stage's phases, s
 
     @property
     def seconds(self) -> float:
         return self.finished - self.started
 
 
-def dvc_command(stage: str) -> list[str]:
-    """The DVC invocation for one stage (the same interpreter, so the venv's dvc is used)."""
-    return [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
+def dvc_command(stage: str, pull: bool = False) -> list[str]:
+    """The DVC invocation for one stage (the same interpreter, so the venv's dvc is used).
+
+    `pull` (a worker, pipelines/stage_worker.py): fetch the run-cache and missing dependencies from
+    the DVC remote first, and restore the stage from the run-cache when someone already ran it.
+    """
+    return [
+        sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *(["--pull"] if pull else []),
+        "--single-item", stage,
+    ]  # fmt: skip
 
 
 def stage_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -106,16 +115,21 @@ def classify(stage: str, output: str) -> Outcome:
 
 
 def run_stage(
-    project: Path, stage: str, env: Mapping[str, str], timeout_seconds: float
+    project: Path,
+    stage: str,
+    env: Mapping[str, str],
+    timeout_seconds: float,
+    pull: bool = False,
 ) -> StageResult:
     """Run `dvc repro` for one stage in `project`; raise StageFailed on error or timeout.
 
     The child gets its own process group so a timeout stops DVC and the stage command it spawned,
-    not only the DVC parent.
+    not only the DVC parent; so does any other way out of this call (a signal that ends the flow
+    run, Ctrl-C), so no stage keeps running unwatched.
     """
     started = time.time()
     proc = subprocess.Popen(
-        dvc_command(stage),
+        dvc_command(stage, pull),
         cwd=project,
         env=stage_env(env),
         stdout=subprocess.PIPE,
@@ -134,6 +148,9 @@ def run_stage(
             f"{_tail(output)}",
             output,
         ) from None
+    except BaseException:
+        _stop_group(proc, grace_seconds=5.0)
+        raise
     finished = time.time()
     if proc.returncode != 0:
         raise StageFailed(

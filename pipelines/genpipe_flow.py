@@ -17,6 +17,9 @@ what is stale (pipelines.dvc_plan), once, before any stage runs.
   and tags its MLflow run `genpipe.pipeline_run_id` with it.
 - The download stage retries, with exponential backoff; every stage has a timeout.
 - A failed validate fails the flow with ValidationFailed; no stage after it starts.
+- With dispatch on (`orchestration.dispatch` in params.yaml, flow parameter `dispatch`,
+  `python -m pipelines --dispatch`), each stage runs on a worker of its work pool
+  (`orchestration.pools`) and its data moves through the DVC remote: pipelines/dispatch.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,33 @@ def dvc_stage(
     return result
 
 
+@task(task_run_name="dispatch {stage}", cache_policy=NO_CACHE)
+def remote_stage(
+    dispatcher: Any,  # pipelines.dispatch.Dispatcher (imported only when dispatching)
+    stage: str,
+    timeout_seconds: float,
+    plan: StagePlan,
+    upstream: list[StageResult],
+) -> StageResult | State:
+    """One stage on a worker of its pool: skipped on the plan's word as a local stage would be,
+    else sent, waited for and accepted (pipelines.dispatch.run_remote)."""
+    from pipelines.dispatch import run_remote
+
+    upstream_ran = any(r.outcome != "skipped" for r in upstream)
+    if plan.skip_without_dvc(stage, upstream_ran):
+        now = time.time()
+        result = StageResult(stage, "skipped", now, now, "up to date before the run", False)
+        return Completed(name="Skipped", message="up to date: not dispatched", data=result)
+    result = run_remote(dispatcher, plan, stage, timeout_seconds)
+    if result.outcome in STATE_NAMES:
+        return Completed(
+            name=STATE_NAMES[result.outcome],
+            message=f"{result.outcome} on {result.host}",
+            data=result,
+        )
+    return result
+
+
 @task(cache_policy=NO_CACHE)
 def publish_summary(project: Path, run_id: str, results: list[StageResult], plan: StagePlan) -> str:
     """The markdown summary and the metrics table, as Prefect artifacts of this flow run."""
@@ -135,12 +165,16 @@ def stage_timeouts_for(
 
 
 def thread_env(
-    plan: StagePlan, cores: int, environ: Mapping[str, str]
+    plan: StagePlan,
+    cores: int,
+    environ: Mapping[str, str],
+    local: Collection[str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Per stage, the thread cap when it may run alongside others on its level of the graph."""
+    """Per stage, the thread cap when it may run alongside others on its level of the graph
+    (`local`: the stages that run on this host; the others' workers have their own cores)."""
     return {
         stage: dvc_runner.shared_cpu_env(peers, cores, environ) if peers > 1 else {}
-        for stage, peers in plan.sharing().items()
+        for stage, peers in plan.sharing(local).items()
     }
 
 
@@ -151,8 +185,13 @@ def genpipe_pipeline(
     stage_timeouts: dict[str, float] | None = None,
     download_retries: int = 3,
     download_retry_delay_seconds: float = 10.0,
+    dispatch: bool | None = None,
 ) -> dict[str, Any]:
-    """dvc.yaml's stages in graph order, each as soon as its upstream is done; stale ones only."""
+    """dvc.yaml's stages in graph order, each as soon as its upstream is done; stale ones only.
+
+    `dispatch` (None: params.yaml's orchestration.dispatch): send each stage to a worker of its
+    work pool instead of running it here (pipelines/dispatch.py).
+    """
     from prefect.runtime import flow_run
 
     project = Path(project_dir).resolve() if project_dir else project_root()
@@ -160,21 +199,34 @@ def genpipe_pipeline(
     plan = plan_stages(project, overrides, sorted(stage_timeouts or {}))
     order = plan.order()
     timeouts = stage_timeouts_for(order, stage_timeouts)
-    envs = thread_env(plan, dvc_runner.usable_cores(), os.environ)
+    dispatcher = None
+    if plan.dispatch if dispatch is None else dispatch:  # the parameter wins over params.yaml
+        from pipelines.dispatch import prepare
+
+        dispatcher = prepare(project, plan, run_id)
+        get_run_logger().info(
+            "dispatching commit %s from %s: %s",
+            dispatcher.code.commit[:12],
+            dispatcher.code.url,
+            ", ".join(f"{s} -> {dispatcher.pool(s)}" for s in order),
+        )
+    remote = {s for s in order if dispatcher is not None and dispatcher.is_remote(s)}
+    local = [s for s in order if s not in remote]
+    envs = thread_env(plan, dvc_runner.usable_cores(), os.environ, local if remote else None)
 
     delays = [download_retry_delay_seconds * 2**i for i in range(download_retries)]
     retried = dvc_stage.with_options(retries=download_retries, retry_delay_seconds=delays or 0)
     futures: dict[str, PrefectFuture] = {}
     for stage in order:
+        upstream = [futures[u] for u in plan.upstream.get(stage, ())]
+        if stage in remote:
+            futures[stage] = _remote_runner(dispatcher, stage, download_retries).submit(
+                dispatcher, stage, timeouts[stage], plan, upstream
+            )
+            continue
         runner = retried if stage in RETRIED_STAGES else dvc_stage
         futures[stage] = runner.submit(
-            project,
-            stage,
-            run_id,
-            timeouts[stage],
-            plan,
-            [futures[u] for u in plan.upstream.get(stage, ())],
-            envs.get(stage, {}),
+            project, stage, run_id, timeouts[stage], plan, upstream, envs.get(stage, {})
         )
     wait(list(futures.values()))
     results = _results_or_raise(futures, run_id)
@@ -190,10 +242,26 @@ def genpipe_pipeline(
                 "dvc_started": r.dvc_started,
                 "started": r.started,
                 "finished": r.finished,
+                "host": r.host,  # a dispatched stage's worker host; None: this host
+                "timings": dict(r.timings),
             }
             for r in results
         },
     }
+
+
+def _remote_runner(dispatcher: Any, stage: str, download_retries: int) -> Any:
+    """The remote task with its retries: a new child run when the worker is lost; the download
+    stage (the network one) also on its own failures, as locally."""
+    from pipelines.dispatch import retry_on_lost_worker
+
+    if stage in RETRIED_STAGES:
+        return remote_stage.with_options(retries=max(download_retries, dispatcher.config.retries))
+    return remote_stage.with_options(
+        retries=dispatcher.config.retries,
+        retry_delay_seconds=0,
+        retry_condition_fn=retry_on_lost_worker,
+    )
 
 
 def _results_or_raise(futures: Mapping[str, PrefectFuture], run_id: str) -> list[StageResult]:
@@ -261,6 +329,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--project", default=None, help="project folder (default: the one holding dvc.yaml)"
     )
+    p.add_argument(
+        "--dispatch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each stage on a worker of its pool (orchestration.pools in params.yaml); "
+        "default: orchestration.dispatch",
+    )
     return p.parse_args(argv)
 
 
@@ -279,12 +354,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        result = genpipe_pipeline(overrides=args.overrides or None, project_dir=args.project)
+        result = genpipe_pipeline(
+            overrides=args.overrides or None, project_dir=args.project, dispatch=args.dispatch
+        )
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started  # the flow call, with Prefect's setup and teardown
-    outcomes = ", ".join(f"{s}={v['outcome']}" for s, v in result["stages"].items())
+    outcomes = ", ".join(
+        f"{s}={v['outcome']}" + (f"@{v['host']}" if v["host"] else "")
+        for s, v in result["stages"].items()
+    )
     print(f"pipeline run {result['pipeline_run_id']} ({seconds:.2f} s): {outcomes}")
     return 0
 

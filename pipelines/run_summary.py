@@ -104,7 +104,7 @@ def headline(outputs: PipelineOutputs) -> list[dict[str, Any]]:
 def _outcome(result: StageResult) -> str:
     if not result.dvc_started:
         return f"{result.outcome} (up to date before the run; DVC not started)"
-    return result.outcome
+    return f"{result.outcome} on {result.host}" if result.host else result.outcome
 
 
 def _cell(value: Any) -> str:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from genpipe.config.base import Section
 from genpipe.config.data import DataConfig, ValidateConfig
 from genpipe.config.evaluate import EvaluateConfig, LatentSearchConfig, RegisterConfig
+from genpipe.config.orchestration import OrchestrationConfig
 from genpipe.config.services import ServicesConfig
 from genpipe.config.train import (
     DistributedConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "EvaluatorConfig",
     "GANConfig",
     "LatentSearchConfig",
+    "OrchestrationConfig",
     "Params",
     "RegisterConfig",
     "RuntimeConfig",
@@ -67,6 +69,7 @@ class Params:
     evaluate: EvaluateConfig
     register: RegisterConfig
     services: ServicesConfig  # the team's shared servers (genpipe.services); no stage reads it
+    orchestration: OrchestrationConfig  # stage -> work pool for the Prefect flow; no stage reads it
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:

@@ -1,4 +1,4 @@
-"""python -m genpipe.services up|down|status|env|dvc-remote|install [SERVICE...]
+"""python -m genpipe.services up|down|status|env|dvc-remote|git-remote|install [SERVICE...]
 
 Run from the project root (or set GENPIPE_ROOT); settings come from params.yaml's `services:`
 section and GENPIPE_SERVICES_* variables.
@@ -20,13 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["up", "down", "status", "env", "dvc-remote", "install"],
+        choices=["up", "down", "status", "env", "dvc-remote", "git-remote", "install"],
         help="up/down: start/stop; status: what runs and answers; env: client exports; "
         "dvc-remote: make the services' remote the default of a DVC repo; "
+        "git-remote: add the services' code repo as the checkout's orchestration.git_remote; "
         "install: apt-get install the missing system packages (root)",
     )
     parser.add_argument("services", nargs="*", help="up/down only: a subset (default: all)")
-    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="dvc-remote: the repo")
+    parser.add_argument(
+        "--repo", type=Path, default=Path.cwd(), help="dvc-remote, git-remote: the checkout"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -63,6 +66,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "dvc-remote":
         url = ssh.configure_dvc_remote(config, layout, args.repo)
         print(f"default DVC remote {config.dvc_remote.name!r} of {args.repo}: {url}")
+    elif args.command == "git-remote":
+        from genpipe.config import load_params
+        from genpipe.settings import project_root
+
+        name = load_params(project_root() / "params.yaml").orchestration.git_remote
+        url = ssh.configure_git_remote(config, layout, args.repo, name)
+        print(f"git remote {name!r} of {args.repo}: {url} (push with `make push-code`)")
     return 0
 
 

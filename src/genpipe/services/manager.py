@@ -208,6 +208,9 @@ def client_environment(config: ServicesConfig, layout: Layout) -> dict[str, str]
         "PREFECT_API_URL": servers.prefect_api_url(config),
         "GENPIPE_DVC_REMOTE_URL": ssh.remote_url(config, layout),
         "GENPIPE_DVC_REMOTE_KEYFILE": str(ssh.client_key(layout)),
+        # for workers (pipelines/worker.py): the code repo behind the same sshd, and its host key
+        "GENPIPE_CODE_REMOTE_URL": ssh.code_remote_url(config, layout),
+        "GENPIPE_SSH_KNOWN_HOSTS": str(ssh.known_hosts(layout)),
     }
 
 

@@ -101,6 +101,10 @@ class Layout:
     def dvc_remote(self) -> Path:
         return self.root / "dvc-remote"
 
+    @property
+    def code_repo(self) -> Path:  # bare git repo workers clone a flow run's commit from
+        return self.root / "code.git"
+
     def prepare(self) -> None:
         for folder in (self.root, self.run, self.logs, self.mlflow_artifacts, self.prefect_home):
             folder.mkdir(parents=True, exist_ok=True)

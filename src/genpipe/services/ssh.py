@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -39,6 +40,30 @@ def remote_url(config: ServicesConfig, layout: Layout) -> str:
         f"ssh://{getpass.getuser()}@{url_host(config.host)}:{config.dvc_remote.ssh_port}"
         f"{layout.dvc_remote}"
     )
+
+
+def code_remote_url(config: ServicesConfig, layout: Layout) -> str:
+    """ssh://<user>@<host>:<port>/<abs path of the bare code repo>: what workers clone."""
+    return (
+        f"ssh://{getpass.getuser()}@{url_host(config.host)}:{config.dvc_remote.ssh_port}"
+        f"{layout.code_repo}"
+    )
+
+
+def init_code_repo(layout: Layout) -> None:
+    """The bare git repo the same sshd serves (pipelines/dispatch.py: workers clone a flow run's
+    commit from it). Serving any reachable commit lets a clone fetch a SHA no branch names."""
+    if (layout.code_repo / "HEAD").exists():
+        return
+    tmp = layout.code_repo.with_name(layout.code_repo.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for args in (
+        ["init", "-q", "--bare", str(tmp)],
+        ["-C", str(tmp), "config", "uploadpack.allowReachableSHA1InWant", "true"],
+        ["-C", str(tmp), "config", "uploadpack.allowFilter", "true"],
+    ):
+        subprocess.run(["git", *args], check=True, capture_output=True)
+    tmp.replace(layout.code_repo)
 
 
 def _keygen(ssh_keygen: Path, path: Path, comment: str) -> None:
@@ -85,11 +110,14 @@ StrictModes no
 AllowTcpForwarding no
 X11Forwarding no
 PrintMotd no
+# git's wire protocol v2 (git clone/fetch of the code repo) is negotiated through this variable
+AcceptEnv GIT_PROTOCOL
 Subsystem sftp internal-sftp
 """
     )
     if os.geteuid() == 0 and not _PRIVSEP_DIR.is_dir():
         _PRIVSEP_DIR.mkdir(mode=0o755, parents=True)
+    init_code_repo(layout)
 
 
 def service(config: ServicesConfig, layout: Layout, sshd: Path | None) -> Service:
@@ -132,4 +160,20 @@ def configure_dvc_remote(config: ServicesConfig, layout: Layout, repo: Path) -> 
         done = subprocess.run([dvc, *args], cwd=repo, capture_output=True, text=True)
         if done.returncode != 0:
             raise ServiceError(f"`dvc {' '.join(args)}` in {repo} failed: {done.stderr.strip()}")
+    return url
+
+
+def configure_git_remote(config: ServicesConfig, layout: Layout, repo: Path, name: str) -> str:
+    """Add (or repoint) the git remote `name` of the checkout at `repo` to the services' code
+    repo, so `make push-code` and the dispatching flow find it."""
+    url = code_remote_url(config, layout)
+    current = subprocess.run(
+        ["git", "-C", str(repo), "remote", "get-url", name], capture_output=True, text=True
+    )
+    verb = "set-url" if current.returncode == 0 else "add"
+    done = subprocess.run(
+        ["git", "-C", str(repo), "remote", verb, name, url], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise ServiceError(f"`git remote {verb} {name}` in {repo} failed: {done.stderr.strip()}")
     return url
