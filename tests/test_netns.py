@@ -157,8 +157,10 @@ def _cmdline(pid: int) -> list[str]:
 # A lab owner that starts a long process in its host, reports, and waits to be killed.
 OWNER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from tests.netns import NetnsLab
+    # a shell's background job inherits SIGINT ignored, and Python keeps it so: restore Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     lab = NetnsLab(["ctl"])
     proc = lab["ctl"].popen(["sleep", "1000"])
     print(lab.key, proc.pid, flush=True)
