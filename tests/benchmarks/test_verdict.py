@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.verdict import generation_table, restoration_table
+from benchmarks.verdict import generation_table, restoration_table, ssim_note
 
 
 def _stat(value: float, ci: tuple[float, float] | None = None) -> dict:
@@ -74,3 +74,44 @@ def test_restoration_table_orders_baselines_first_and_bolds_the_best_method() ->
     ]
     assert rows[4].endswith("| **21.00** | **19.00** (15.00) | **20.00 [19.50, 20.50]** | 0.800 |")
     assert rows[5].endswith("| **0.900** |")  # the best SSIM is bolded on its own
+
+
+def _protocol(ssim_gaussian: str) -> dict:
+    return {
+        "evaluate": {"ssim_window": 3, "ssim_gaussian": {"window": 11, "sigma": 1.5}},
+        "ssim": {"ssim": "uniform 3x3 window, valid region", "ssim_gaussian": ssim_gaussian},
+    }
+
+
+def test_28x28_reports_get_the_standard_ssim_column_and_8x8_ones_say_why_not() -> None:
+    outputs = {
+        "classical": _output(14.0, 0.5),
+        "corrupted": _output(12.0, 0.4),
+        "vae_latent_search": _output(20.0, 0.8),
+        "gan_latent_search": _output(16.0, 0.9),
+    }
+    for name, standard in zip(outputs, (0.45, 0.35, 0.75, 0.70), strict=True):
+        outputs[name]["mean"]["ssim_gaussian"] = _stat(standard)
+    report = {
+        "protocol": _protocol("Gaussian 11x11 window, sigma 1.5, valid region"),
+        "restoration": {
+            "baselines": {b: outputs[b] for b in ("classical", "corrupted")},
+            "vae": {"methods": {"vae_latent_search": outputs["vae_latent_search"]}},
+            "gan": {"methods": {"gan_latent_search": outputs["gan_latent_search"]}},
+        },
+    }
+    rows = restoration_table(report).splitlines()
+    assert rows[0].endswith("| mean PSNR | mean SSIM | mean SSIM 11x11 Gaussian |")
+    assert rows[4].endswith("| 0.800 | **0.750** |")  # VAE: the better standard SSIM
+    assert rows[5].endswith("| **0.900** | 0.700 |")  # GAN: the better 3x3 SSIM
+    assert "mean SSIM 11x11 Gaussian: Gaussian 11x11 window" in ssim_note(report)
+
+    for out in outputs.values():  # 8x8 digits: evaluate did not score it
+        del out["mean"]["ssim_gaussian"]
+    report["protocol"] = _protocol("not scored: the 8x8 images are smaller than its 11x11 window")
+    rows = restoration_table(report).splitlines()
+    assert rows[0].endswith("| mean PSNR | mean SSIM |")
+    assert ssim_note(report).endswith(
+        "The standard SSIM 11x11 Gaussian is not scored: the 8x8 images are smaller than its "
+        "11x11 window."
+    )

@@ -45,6 +45,8 @@ def test_config_classes_hold_no_values() -> None:
         ({"gan": {"lr": {"generator": -1}}}, "gan.lr.generator"),
         ({"validate": {"min_rows": {"train": 0}}}, "validate.min_rows.train"),
         ({"evaluate": {"noise_sigmas": [0.1, -0.2]}}, "evaluate.noise_sigmas.1"),
+        ({"evaluate": {"ssim_gaussian": {"window": 10}}}, "evaluate.ssim_gaussian.window"),
+        ({"evaluate": {"ssim_gaussian": {"sigma": 0}}}, "evaluate.ssim_gaussian.sigma"),
         ({"runtime": {"device": "tpu"}}, "runtime.device"),
         ({"register": {"tie_rule": "coin"}}, "register.tie_rule"),
         ({"vae": {"epochs": "ten"}}, "vae.epochs"),

@@ -136,6 +136,9 @@ def test_evaluation_writes_the_report_and_outputs(
     flat = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert {"generation.gan.fd", "generation.gan.fd_ci_low", "generation.real.fd"} <= set(flat)
     assert {"restoration.vae.denoise_sigma0.3.psnr", "restoration.vae.mean_psnr"} <= set(flat)
+    # 8x8 digits: the standard 11x11 SSIM does not fit, so it is absent and the protocol says why
+    assert report["protocol"]["ssim"]["ssim_gaussian"].startswith("not scored: the 8x8 images")
+    assert not any("ssim_gaussian" in key for key in flat)
     assert report["reference"]["split"] == "test"
     assert flat["generation.reference.recognised"] == report["reference"]["recognised"]
     assert 0 <= flat["generation.reference.recognised"] <= 1

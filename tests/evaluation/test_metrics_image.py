@@ -79,6 +79,30 @@ def test_gaussian_ssim_matches_torchmetrics(images, window: int, sigma: float) -
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
 
 
+def test_standard_ssim_on_28x28_matches_torchmetrics_inside_the_border() -> None:
+    """The standard SSIM (11x11 Gaussian, sigma 1.5) on MNIST-sized images.
+
+    torchmetrics pads by reflection and averages its SSIM map over the padded border too; Wang
+    et al.'s reference code and scikit-image average over the valid region, as genpipe does. So
+    the comparison crops torchmetrics' full map by the half window (5 px), and its own mean is
+    checked to differ: that is why the crop is needed, not a tolerance.
+    """
+    g = torch.Generator().manual_seed(3)
+    clean = torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64)
+    restored = (clean + 0.2 * torch.randn(clean.shape, generator=g, dtype=torch.float64)).clamp(
+        0, 1
+    )
+    # torchmetrics sizes the Gaussian from sigma: 2·int(3.5·1.5 + 0.5) + 1 = 11
+    expected = _torchmetrics_valid_ssim(restored, clean, crop=5, sigma=1.5, kernel_size=11)
+    got = ssim(restored.float(), clean.float(), window=11, sigma=1.5)
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    padded_mean = structural_similarity_index_measure(
+        restored, clean, data_range=1.0, sigma=1.5, kernel_size=11, reduction="none"
+    )
+    assert (padded_mean - got).abs().max() > 1e-3
+
+
 def test_uniform_ssim_matches_torchmetrics(images) -> None:
     clean, noisy = images
     expected = _torchmetrics_valid_ssim(noisy, clean, crop=1, gaussian_kernel=False, kernel_size=3)

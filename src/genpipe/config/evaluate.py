@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from genpipe.config.base import Section
 
@@ -23,6 +23,22 @@ class MaskConfig(Section):
     random_pixels: float = Field(gt=0, lt=1)
 
 
+class GaussianSsimConfig(Section):
+    """The standard SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5), reported beside
+    the small-window `ssim` so 28x28 figures compare with published ones. Scored only on images
+    at least `window` px high and wide: the window does not fit an 8x8 digit."""
+
+    window: int = Field(ge=3)
+    sigma: PositiveFloat
+
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"window must be odd (a window has a centre pixel), got {v}")
+        return v
+
+
 class EvaluateConfig(Section):
     """`evaluate:` the shared protocol both models are judged by."""
 
@@ -37,7 +53,8 @@ class EvaluateConfig(Section):
     masks: MaskConfig
     n_restore: PositiveInt
     latent_search: LatentSearchConfig
-    ssim_window: PositiveInt
+    ssim_window: PositiveInt  # `ssim`: a uniform window small enough for 8x8 images
+    ssim_gaussian: GaussianSsimConfig  # `ssim_gaussian`: the standard SSIM, where it fits
     snapshot_selection_samples: PositiveInt
     # a sample counts as recognised when the evaluator's top class has at least this probability
     recognition_confidence: float = Field(gt=0, le=1)

@@ -25,6 +25,7 @@ from genpipe.evaluation.inputs import EvaluateInputError, EvaluationInputs, Incu
 from genpipe.evaluation.report import INCUMBENT, build_report, flat_metrics, incumbent_entry
 from genpipe.evaluation.restoration_eval import (
     CorruptionResult,
+    describe_ssim,
     restoration_subset,
     run_restoration,
 )
@@ -127,6 +128,7 @@ def evaluate(
         config.latent_search,
         config.seed,
         config.ssim_window,
+        config.ssim_gaussian,
         extra,
     )
     seconds["restoration"] = time.perf_counter() - start
@@ -136,6 +138,9 @@ def evaluate(
         task: incumbent_entry(report, task, inc, same[task]) for task, inc in incumbents.items()
     }
     report["protocol"].update(n_restore=len(idx), n_samples=n, n_reference=len(data.test))
+    report["protocol"]["ssim"] = describe_ssim(
+        config.ssim_window, config.ssim_gaussian, tuple(test.shape[-2:])
+    )
     # what "recognised" reads against: the share of the real test images themselves
     report["reference"] = {
         "split": "test",

@@ -32,6 +32,8 @@ def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -
 
 
 INCUMBENT = "incumbent"  # the current champion's output name in generation and restoration
+# restoration metrics averaged over every corruption (psnr_masked exists for inpainting only)
+MEAN_METRICS = ("psnr", "ssim", "ssim_gaussian")
 
 
 def build_report(
@@ -108,13 +110,16 @@ def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> d
 def _summarise_output(
     name: str, results: list[CorruptionResult], bootstrap: int, generator: torch.Generator
 ) -> dict[str, Any]:
-    """{"mean": {psnr, ssim}, "per_corruption": {c: {psnr, ssim, psnr_masked?}}} for one method."""
+    """{"mean": {psnr, ssim, ssim_gaussian?}, "per_corruption": {c: {psnr, ssim, ssim_gaussian?,
+    psnr_masked?}}} for one method (ssim_gaussian where its window fits the images)."""
     per_corruption = {
         r.corruption.name: {m: _stat(v, bootstrap, generator) for m, v in r.scores[name].items()}
         for r in results
     }
     mean = {}
-    for m in ("psnr", "ssim"):  # each image's average over corruptions, then a CI over images
+    for m in MEAN_METRICS:  # each image's average over corruptions, then a CI over images
+        if m not in results[0].scores[name]:
+            continue
         per_image = torch.stack([r.scores[name][m] for r in results]).mean(dim=0)  # [N]
         mean[m] = _stat(per_image, bootstrap, generator)
     return {"mean": mean, "per_corruption": per_corruption}
@@ -186,9 +191,7 @@ def restoration_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     for name, summary in outputs.items():
         for corruption, scores in summary["per_corruption"].items():
             row = {"case": f"{corruption} | {name}", "corruption": corruption, "method": name}
-            row.update(
-                {m: round(s["value"], 4) for m, s in scores.items() if m in ("psnr", "ssim")}
-            )
+            row.update({m: round(s["value"], 4) for m, s in scores.items() if m in MEAN_METRICS})
             rows.append(row)
     return rows
 
