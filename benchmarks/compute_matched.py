@@ -10,9 +10,13 @@ draw, the same latents' seed for every snapshot), and PSNR at sigma 0.3 on the f
 `--n-restore` val images with each family's latent search. The x axis is training images seen
 (steps x batch; a GAN image also costs a D and a G pass, so equal images is not equal FLOPs).
 
-Writes docs/img/compute_matched_<dataset>.{csv,png} and <out>/snapshots/; MLflow runs go to
-<out>/mlflow.db. Not a DVC plot: dvc.yaml's top-level plots draw stage outputs only
-(tests/pipelines/test_offline_plots.py), and a stage would retrain both models on every repro.
+Writes docs/compute_matched/<dataset>/{vae,gan,classical}.csv (one line each in the plot) and
+docs/img/compute_matched_<dataset>.png; snapshots go to <out>/snapshots/, MLflow runs to
+<out>/mlflow.db. The tables are git-tracked, not a stage's outputs (a stage would retrain both
+models on every repro): dvc.yaml's top-level plots "compute-matched <dataset>: ..." draw them
+(`make plots`, `dvc plots show`). Those plots list only datasets whose tables are committed (for
+a missing file DVC warns "failed to load some plots" and leaves the chart out): after a first run
+on a new dataset, commit its tables and add its two plots to dvc.yaml, as for digits.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import io as textio
 import logging
 import os
 from pathlib import Path
@@ -27,9 +32,12 @@ from typing import Any
 
 import torch
 
+from genpipe import io
 from genpipe.config import Params, load_params
 
 FAMILY_KIND = {"vae": "vae", "gan": "generator"}
+# each family's table: what the DVC plots draw against images_seen
+FAMILY_COLUMNS = ("epoch", "images_seen", "fd", "psnr_sigma0.3")
 
 
 def install_snapshots(epochs: dict[str, set[int]], folder: Path) -> None:
@@ -86,6 +94,35 @@ def score_snapshot(
     }
 
 
+def tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """One table per family (one line each in the DVC plots), and the classical filter's PSNR on
+    the same val images at every budget scored: it does not train, so it is a flat reference."""
+    out = {
+        family: [{k: r[k] for k in FAMILY_COLUMNS} for r in rows if r["family"] == family]
+        for family in FAMILY_KIND
+    }
+    classical: dict[int, float] = {}
+    for r in sorted(rows, key=lambda r: r["images_seen"]):
+        classical.setdefault(r["images_seen"], r["psnr_classical"])
+    out["classical"] = [{"images_seen": x, "psnr_sigma0.3": v} for x, v in classical.items()]
+    return out
+
+
+def write_tables(rows: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """<folder>/{vae,gan,classical}.csv, floats to 4 decimals, each written atomically."""
+    written = []
+    for name, table in tables(rows).items():
+        buf = textio.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in table
+        )
+        io.write_text(folder / f"{name}.csv", buf.getvalue())
+        written.append(folder / f"{name}.csv")
+    return written
+
+
 def plot(rows: list[dict[str, Any]], dataset: str, path: Path) -> None:
     import matplotlib
 
@@ -122,7 +159,7 @@ def main() -> None:
     ap.add_argument("--n-restore", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("data/compute"))
     ap.add_argument(
-        "--csv", type=Path, default=None, help="default docs/img/compute_matched_<dataset>.csv"
+        "--tables", type=Path, default=None, help="default docs/compute_matched/<dataset>/"
     )
     ap.add_argument(
         "--png", type=Path, default=None, help="default docs/img/compute_matched_<dataset>.png"
@@ -161,14 +198,7 @@ def main() -> None:
                 {"family": family, "epoch": epoch, "images_seen": epoch * per_epoch, **scores}
             )
             logging.info("%s epoch %d: %s", family, epoch, scores)
-    csv_path = args.csv or Path(f"docs/img/compute_matched_{data.dataset}.csv")
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows
-        )
+    write_tables(rows, args.tables or Path("docs/compute_matched") / data.dataset)
     plot(rows, data.dataset, args.png or Path(f"docs/img/compute_matched_{data.dataset}.png"))
     for r in rows:
         print(
