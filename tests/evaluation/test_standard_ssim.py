@@ -9,7 +9,14 @@ import torch
 from genpipe.evaluation.corruptions import Corruption
 from genpipe.evaluation.metrics import ssim
 from genpipe.evaluation.report import flat_metrics, restoration_rows, summarise_restoration
-from genpipe.evaluation.restoration_eval import CorruptionResult, describe_ssim, score_images
+from genpipe.evaluation.restoration_eval import (
+    CorruptionResult,
+    describe_ssim,
+    run_restoration,
+    score_images,
+)
+from genpipe.models.gan import Generator
+from genpipe.models.vae import VAE
 from tests.params import section
 
 
@@ -94,3 +101,21 @@ def test_report_flat_metrics_and_plot_rows_carry_it_where_scored() -> None:
     }
     assert not any("ssim_gaussian" in key for key in flat_metrics(report))
     assert not any("ssim_gaussian" in row for row in restoration_rows(report))
+
+
+def test_run_restoration_scores_it_for_every_output_on_28x28() -> None:
+    """The path evaluate() takes: tiny 28x28 models, every method and baseline."""
+    config = section("evaluate", latent_search={"steps": 2, "restarts": 1})
+    torch.manual_seed(0)
+    models = {
+        "vae": VAE(section("vae", latent_dim=4, base_channels=8), (1, 28, 28)).eval(),
+        "gan": Generator(section("gan", latent_dim=4, base_channels=8), (1, 28, 28)).eval(),
+    }
+    clean = _pair(28)[1][:3]
+    corruptions = [Corruption("denoise_sigma0.3", "noise", 0.3)]
+    args = (config.latent_search, config.seed, config.ssim_window, config.ssim_gaussian)
+    [result] = run_restoration(models, clean, corruptions, *args)
+    assert set(result.scores) == set(OUTPUTS)
+    for name, scores in result.scores.items():
+        assert set(scores) == {"psnr", "ssim", "ssim_gaussian"}, name
+        assert scores["ssim_gaussian"].shape == (3,)
