@@ -167,8 +167,11 @@ def tie_rule_command(dataset: str, pool: dict[str, Any], register_metrics: dict[
     flags.append(f"register.seed_spread.dataset={_hydra_string(dataset)}")
     for task, metric in TASKS.items():
         sd, p = spreads[task], pool[task]
-        if sd is None or sd <= 0:
-            lines.append(f"- {task}: no spread ({p['n_seeds']} seed(s) gave one value); not usable")
+        if sd is None:
+            lines.append(f"- {task}: no spread from one seed (run 2 or more); not usable")
+            continue
+        if sd <= 0:
+            lines.append(f"- {task}: sd 0, every seed gave the same {metric}; not usable")
             continue
         fams = ", ".join(f"{LABEL[f]} {p['stats'][f]['sd']:.3g}" for f in ("vae", "gan"))
         measured = f"- {task}: {metric.upper()} sd {_number(sd)} ({fams}; {p['n_seeds']} seeds)"
@@ -186,7 +189,8 @@ def tie_rule_command(dataset: str, pool: dict[str, Any], register_metrics: dict[
 
     lines += [
         "To have register keep a champion unless the challenger beats it by more than "
-        f"{SEED_SPREAD_SDS:g}*sqrt(2) x this sd (reruns decide; params.yaml keeps the values):",
+        f"{SEED_SPREAD_SDS:g}*sqrt(2) x this sd (-S writes the values into params.yaml; only "
+        "decide reruns):",
         "  dvc exp run " + " ".join(f"-S {shlex.quote(flag)}" for flag in flags),
     ]
     return "\n".join(lines)

@@ -78,8 +78,8 @@ class SeedSpreadConfig(Section):
             return None
         if not math.isfinite(value) or value <= 0:
             raise ValueError(
-                "a standard deviation over training seeds: a number > 0 as `make verdict-seeds` "
-                "prints it, or empty when not measured"
+                "must be a standard deviation over training seeds, a number > 0 as "
+                "`make verdict-seeds` prints it, or empty when not measured"
             )
         if info.data.get("dataset") is None:
             raise ValueError(
