@@ -136,7 +136,8 @@ pipeline-mnist: $(STAMP)
 
 ## Retrain the VAE and the GAN for SEEDS (train.seed) on the workspace's data and params (digits
 ## after `make pipeline`, MNIST after `make pipeline-mnist`); per-seed winners, margins and pooled
-## figures in data/seeds/seeds.md. The project's MLflow store and registry are left alone.
+## figures in data/seeds/seeds.md, ending with the seed spreads and the `dvc exp run -S ...` that
+## hands them to register's tie rule. The project's MLflow store, registry and params.yaml are left alone.
 SEEDS ?= 0 1 2
 .PHONY: verdict-seeds
 verdict-seeds: $(STAMP)

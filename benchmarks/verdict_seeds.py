@@ -12,7 +12,8 @@ A seed whose models the pipeline already trained (same vae/gan config, same data
 data/models; the others train into <out>/seed-<n>/ with MLflow runs in <out>/mlflow.db, so the
 project's store and registry are left alone. Per seed it decides each task as register does
 (the point estimate wins; a tie when the CIs overlap), then pools: mean ± sd over seeds.
-Writes <out>/seeds.json and <out>/seeds.md, and prints the table.
+Writes <out>/seeds.json and <out>/seeds.md, and prints the table, then each task's seed spread
+and the `dvc exp run -S ...` that lets register's tie rule use it (it never edits params.yaml).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
+import re
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -140,6 +144,71 @@ def pooled(seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def seed_spreads(pool: dict[str, Any]) -> dict[str, float | None]:
+    """Per task, the one seed sd register.seed_spread takes: the root mean square of the VAE's and
+    the GAN's sd, so that sqrt(2) x it is exactly the sd of a VAE-vs-GAN difference of two
+    retrains (a same-family difference lies between). None under 2 seeds: one has no spread."""
+    out: dict[str, float | None] = {}
+    for task in TASKS:
+        p = pool[task]
+        sds = [p["stats"][f]["sd"] for f in ("vae", "gan")]
+        out[task] = math.sqrt(statistics.fmean(sd * sd for sd in sds)) if p["n_seeds"] > 1 else None
+    return out
+
+
+def tie_rule_command(dataset: str, pool: dict[str, Any], register_metrics: dict[str, str]) -> str:
+    """The measured spreads and the exact `dvc exp run -S ...` that hands them to register.
+
+    A task is left out when its spread is not usable: under 2 seeds, zero, or measured on another
+    metric than the one register decides the task by (register.<task>_metric)."""
+    spreads = seed_spreads(pool)
+    lines = [f"Seed spread on {dataset} (sd over training seeds, for register's tie rule):"]
+    flags = ["register.tie_rule=seed_spread_keeps_champion"]
+    flags.append(f"register.seed_spread.dataset={_hydra_string(dataset)}")
+    for task, metric in TASKS.items():
+        sd, p = spreads[task], pool[task]
+        if sd is None:
+            lines.append(f"- {task}: no spread from one seed (run 2 or more); not usable")
+            continue
+        if sd <= 0:
+            lines.append(f"- {task}: sd 0, every seed gave the same {metric}; not usable")
+            continue
+        fams = ", ".join(f"{LABEL[f]} {p['stats'][f]['sd']:.3g}" for f in ("vae", "gan"))
+        measured = f"- {task}: {metric.upper()} sd {_number(sd)} ({fams}; {p['n_seeds']} seeds)"
+        if register_metrics[task] != metric:
+            lines.append(
+                f"{measured}, but register.{task}_metric is {register_metrics[task]}: not usable"
+            )
+            continue
+        lines.append(measured)
+        flags.append(f"register.seed_spread.{task}={_number(sd)}")
+    if len(flags) == 2:
+        lines.append("No spread register can use; its tie rule stays as params.yaml has it.")
+        return "\n".join(lines)
+    from genpipe.registry.decision import SEED_SPREAD_SDS
+
+    lines += [
+        "To have register keep a champion unless the challenger beats it by more than "
+        f"{SEED_SPREAD_SDS:g}*sqrt(2) x this sd (-S writes the values into params.yaml; only "
+        "decide reruns):",
+        "  dvc exp run " + " ".join(f"-S {shlex.quote(flag)}" for flag in flags),
+    ]
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """3 significant digits, written so Hydra's -S grammar reads a float back."""
+    return repr(float(f"{value:.3g}"))
+
+
+def _hydra_string(value: str) -> str:
+    """A dataset name as a Hydra string: bare when it cannot read as a number, bool or null."""
+    bare = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value)
+    if bare and value.lower() not in {"null", "true", "false", "nan", "inf"}:
+        return value
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -221,9 +290,17 @@ def main() -> None:
         (args.out / f"seed-{seed}.report.json").write_text(json.dumps(report, indent=1))
     pool = pooled(results)
     dataset = report["dataset"]
-    doc = {"dataset": dataset, "seeds": results, "pooled": pool, "seconds": timings}
+    doc = {
+        "dataset": dataset,
+        "seeds": results,
+        "pooled": pool,
+        "seed_spread": seed_spreads(pool),
+        "seconds": timings,
+    }
     (args.out / "seeds.json").write_text(json.dumps(doc, indent=1))
-    text = markdown(dataset, results, pool)
+    metrics = {"generation": base.register.generation_metric}
+    metrics["restoration"] = base.register.restoration_metric
+    text = markdown(dataset, results, pool) + "\n\n" + tie_rule_command(dataset, pool, metrics)
     (args.out / "seeds.md").write_text(text + "\n")
     print(text)
 

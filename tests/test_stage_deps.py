@@ -107,3 +107,17 @@ def test_the_closure_follows_lazy_imports(tmp_path: Path) -> None:
     assert "genpipe/evaluation/evaluate.py" in rel  # imported inside a function
     assert "genpipe/models/restoration.py" in rel  # two levels down
     assert "genpipe/training/loop.py" not in rel  # evaluate never trains
+
+
+def _reads(stage: dict, key: str) -> bool:
+    """Whether a change of the dotted params key `key` reruns the stage."""
+    params = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
+    return any(key == p or key.startswith(f"{p}.") for p in params)
+
+
+def test_the_seed_spread_reruns_decide_and_nothing_upstream() -> None:
+    """decide reads register.tie_rule and register.seed_spread from params, never a file DVC does
+    not track; changing them must not retrain or re-evaluate."""
+    for key in ("register.tie_rule", "register.seed_spread.generation"):
+        assert _reads(STAGES["decide"], key), key
+        assert [n for n in STAGES if n != "decide" and _reads(STAGES[n], key)] == [], key

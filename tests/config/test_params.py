@@ -49,6 +49,12 @@ def test_config_classes_hold_no_values() -> None:
         ({"evaluate": {"ssim_gaussian": {"sigma": 0}}}, "evaluate.ssim_gaussian.sigma"),
         ({"runtime": {"device": "tpu"}}, "runtime.device"),
         ({"register": {"tie_rule": "coin"}}, "register.tie_rule"),
+        (
+            {"register": {"seed_spread": {"dataset": "digits", "generation": -0.4}}},
+            "register.seed_spread.generation",
+        ),
+        ({"register": {"seed_spread": {"restoration": 0.08}}}, "register.seed_spread.restoration"),
+        ({"register": {"tie_rule": "seed_spread_keeps_champion"}}, "register.seed_spread"),
         ({"vae": {"epochs": "ten"}}, "vae.epochs"),
         ({"bogus": {}}, "bogus"),
     ],
@@ -57,6 +63,36 @@ def test_errors_name_the_key(update: dict, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         Params.from_dict(merge(raw_params(), update))
     assert f"- {key}:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("register", "says"),
+    [
+        (
+            {"seed_spread": {"dataset": "digits", "generation": 0}},
+            ["a number > 0 as `make verdict-seeds` prints it, or empty when not measured"],
+        ),
+        (
+            {"seed_spread": {"generation": 0.45}},
+            ["needs register.seed_spread.dataset", "make verdict-seeds"],
+        ),
+        (
+            {"tie_rule": "seed_spread_keeps_champion"},
+            ["no task has a seed spread", "make verdict-seeds", "overlapping_ci_keeps_champion"],
+        ),
+    ],
+)
+def test_seed_spread_errors_say_what_to_type(register: dict, says: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        Params.from_dict(merge(raw_params(), {"register": register}))
+    assert all(text in str(err.value) for text in says), str(err.value)
+
+
+def test_the_seed_spread_rule_loads_with_one_task_measured() -> None:
+    spread = {"dataset": "digits", "generation": 0.45, "restoration": None}
+    raw = merge(raw_params(), {"register": {"tie_rule": "seed_spread_keeps_champion"}})
+    register = Params.from_dict(merge(raw, {"register": {"seed_spread": spread}})).register
+    assert register.seed_spread.generation == 0.45 and register.seed_spread.restoration is None
 
 
 def test_a_missing_key_or_section_is_named() -> None:

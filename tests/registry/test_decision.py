@@ -18,6 +18,7 @@ from genpipe.registry.decision import (
     markdown,
     serving_settings,
     should_promote,
+    tie_rule_for,
 )
 from tests.params import section
 from tests.registry.conftest import make_report, metric
@@ -95,6 +96,74 @@ def test_lower_is_better_direction() -> None:
     assert not should_promote(
         Candidate("gan", 11.0, None), fd_champ, False, "point_estimate"
     ).promote
+
+
+# A CI-clear gain of 1.0 dB: the CI rule promotes it; a seed sd of 0.5 (bar 2*sqrt(2)*0.5 = 1.41)
+# keeps the champion, a seed sd of 0.3 (bar 0.85) does not.
+CLEAR_GAIN = Candidate("gan", 21.0, (20.9, 21.1))
+CHAMP_NARROW = Candidate("vae", 20.0, (19.9, 20.1))
+
+
+def test_the_seed_spread_rule_keeps_a_clear_gain_within_the_spread() -> None:
+    assert should_promote(CLEAR_GAIN, CHAMP_NARROW, True, "overlapping_ci_keeps_champion").promote
+    kept = should_promote(CLEAR_GAIN, CHAMP_NARROW, True, "seed_spread_keeps_champion", 0.5)
+    assert not kept.promote
+    assert "within the seed spread" in kept.reason and "= 1.414" in kept.reason
+
+
+def test_the_seed_spread_rule_promotes_a_gain_beyond_the_spread() -> None:
+    won = should_promote(CLEAR_GAIN, CHAMP_NARROW, True, "seed_spread_keeps_champion", 0.3)
+    assert won.promote and "by 1, more than 2*sqrt(2) x seed sd 0.3 = 0.8485" in won.reason
+
+
+def test_the_seed_spread_rule_keeps_what_the_ci_rule_keeps_and_reads_the_direction() -> None:
+    overlap = Candidate("gan", 20.3, (19.8, 20.8))
+    assert not should_promote(overlap, CHAMP, True, "seed_spread_keeps_champion", 0.01).promote
+    fd_champ = Candidate("vae", 10.0, (9.9, 10.1))
+    lower = Candidate("gan", 9.0, (8.9, 9.1))  # FD: lower is better, gain 1.0
+    assert should_promote(lower, fd_champ, False, "seed_spread_keeps_champion", 0.3).promote
+    assert not should_promote(lower, fd_champ, False, "seed_spread_keeps_champion", 0.5).promote
+    worse = Candidate("gan", 11.0, (10.9, 11.1))
+    assert not should_promote(worse, fd_champ, False, "seed_spread_keeps_champion", 0.01).promote
+
+
+SEED_RULE = section(
+    "register",
+    tie_rule="seed_spread_keeps_champion",
+    seed_spread={"dataset": "digits", "generation": 0.6, "restoration": None},
+)
+
+
+def test_tie_rule_for_falls_back_to_the_ci_rule_where_no_spread_was_measured() -> None:
+    assert tie_rule_for(SEED_RULE, "generation", "digits").seed_spread == 0.6
+    empty = tie_rule_for(SEED_RULE, "restoration", "digits")
+    assert (empty.name, empty.seed_spread) == ("overlapping_ci_keeps_champion", None)
+    assert "register.seed_spread.restoration is empty" in (empty.note or "")
+    other = tie_rule_for(SEED_RULE, "generation", "mnist")
+    assert other.name == "overlapping_ci_keeps_champion"
+    assert "measured on digits, not on mnist" in (other.note or "")
+    assert tie_rule_for(CONFIG, "generation", "digits").note is None  # the default: no fallback
+
+
+def test_the_record_says_which_rule_kept_the_champion(tiny_models) -> None:
+    report = report_for(tiny_models)  # GAN FD 7.5 [7.4, 7.6], VAE PSNR 20.0 [19.9, 20.1]
+    # generation: 1.5 better with clear CIs, but within 2*sqrt(2)*0.6 = 1.70 of the champion
+    report["incumbents"]["generation"] = incumbent(report, "generation", "vae", 9.0)
+    # restoration: no spread measured, so the CI rule: 0.5 dB better with clear CIs takes it
+    report["incumbents"]["restoration"] = incumbent(report, "restoration", "gan", 19.5)
+    record = decision_record(report, SEED_RULE)
+    assert record["tie_rule"] == "seed_spread_keeps_champion"
+    assert record["seed_spread"] == {"dataset": "digits", "generation": 0.6, "restoration": None}
+    gen, rest = record["tasks"]["generation"], record["tasks"]["restoration"]
+    assert gen["champion"] == "incumbent" and "within the seed spread" in gen["reason"]
+    assert (gen["tie_rule"], gen["seed_spread"]) == ("seed_spread_keeps_champion", 0.6)
+    assert rest["champion"] == "challenger" and rest["tie_rule"] == "overlapping_ci_keeps_champion"
+    assert "register.seed_spread.restoration is empty" in rest["reason"]
+    # the same numbers under the default rule: the generation challenger takes the title
+    assert decision_record(report, CONFIG)["tasks"]["generation"]["champion"] == "challenger"
+    text = markdown(record)
+    assert "Champion (seed_spread_keeps_champion, seed sd 0.6): challenger 7.5" in text
+    assert "Champion (overlapping_ci_keeps_champion): challenger 20" in text
 
 
 def incumbent(report: dict, task: str, family: str, value: float | None, **extra: object) -> dict:

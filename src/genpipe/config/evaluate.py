@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator
 
 from genpipe.config.base import Section
 
@@ -74,6 +75,37 @@ GenerationMetric = Literal[
 ]
 
 
+class SeedSpreadConfig(Section):
+    """`register.seed_spread:` how much retraining alone moves each task's metric.
+
+    The sd over training seeds that `make verdict-seeds` measures, in the units of
+    register.<task>_metric; empty = not measured. Read only by tie_rule
+    seed_spread_keeps_champion. `dataset` names the data it was measured on, so a spread measured
+    on digits is not applied to MNIST.
+    """
+
+    dataset: str | None = Field(min_length=1)
+    generation: float | None
+    restoration: float | None
+
+    @field_validator("generation", "restoration")
+    @classmethod
+    def _a_measured_sd(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                "must be a standard deviation over training seeds, a number > 0 as "
+                "`make verdict-seeds` prints it, or empty when not measured"
+            )
+        if info.data.get("dataset") is None:
+            raise ValueError(
+                "needs register.seed_spread.dataset too, the dataset it was measured on "
+                "(`make verdict-seeds` prints it, e.g. digits)"
+            )
+        return value
+
+
 class RegisterConfig(Section):
     """`register:` how a champion per task is chosen and named in the registry."""
 
@@ -81,4 +113,23 @@ class RegisterConfig(Section):
     # primary metric per task, read from report.json; fd and kid are lower-is-better, others higher
     generation_metric: GenerationMetric
     restoration_metric: Literal["psnr", "ssim"]
-    tie_rule: Literal["overlapping_ci_keeps_champion", "point_estimate"]
+    tie_rule: Literal[
+        "overlapping_ci_keeps_champion", "point_estimate", "seed_spread_keeps_champion"
+    ]
+    seed_spread: SeedSpreadConfig
+
+    @field_validator("seed_spread")
+    @classmethod
+    def _spread_for_the_rule(
+        cls, value: SeedSpreadConfig, info: ValidationInfo
+    ) -> SeedSpreadConfig:
+        """A seed-spread rule with no spread at all could never apply: surely a forgotten -S."""
+        measured = value.generation is not None or value.restoration is not None
+        if info.data.get("tie_rule") == "seed_spread_keeps_champion" and not measured:
+            raise ValueError(
+                "register.tie_rule is seed_spread_keeps_champion but no task has a seed spread: "
+                "run `make verdict-seeds` and set the values it prints (register.seed_spread."
+                "dataset, .generation, .restoration), or set register.tie_rule to "
+                "overlapping_ci_keeps_champion"
+            )
+        return value

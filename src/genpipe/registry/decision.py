@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +29,18 @@ TASKS: tuple[Task, ...] = ("generation", "restoration")
 FAMILIES = ("vae", "gan")
 # Metrics where a smaller number is a better model; everything else is "higher is better".
 LOWER_IS_BETTER = frozenset({"fd", "kid"})
+
+CI_RULE = "overlapping_ci_keeps_champion"
+SEED_SPREAD_RULE = "seed_spread_keeps_champion"
+# seed_spread_keeps_champion: a challenger must beat the champion by more than SEED_SPREAD_SDS
+# standard deviations of the difference between two retrains, i.e. by more than
+# 2 * sqrt(2) * seed_spread. sqrt(2): champion and challenger are each one training run, so their
+# difference carries the retrain noise of both (sd sqrt(2) * s when each has sd s). 2 and not 1:
+# at 1 sd a retrain of the very same config would take the title about one time in six (normal
+# tail), and on digits (README "Multi-seed verdict", s = 0.46 FD) 3 of the 6 pairs of same-config
+# seeds differ by more than sqrt(2) * s, none by more than 2 * sqrt(2) * s, while the VAE-GAN gap
+# (2.25) does. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
+SEED_SPREAD_SDS = 2.0
 
 
 class ReportError(GenpipeError):
@@ -64,6 +77,16 @@ class Verdict:
 class Promotion:
     promote: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class TieRule:
+    """The tie rule one task is decided by: the seed-spread rule falls back to the CI rule
+    where no spread was measured for this task and data, and `note` says so."""
+
+    name: str
+    seed_spread: float | None = None
+    note: str | None = None
 
 
 def higher_is_better(metric: str) -> bool:
@@ -147,23 +170,61 @@ def decide(task: Task, cands: list[Candidate], metric: str) -> Verdict:
     return Verdict(task, metric, higher, winner, runner, margin, relative, tie, reason)
 
 
+def tie_rule_for(config: RegisterConfig, task: Task, dataset: str) -> TieRule:
+    """The rule that decides `task` on `dataset`: register.tie_rule, unless it is the seed-spread
+    rule and register.seed_spread has no spread for this task measured on this data."""
+    if config.tie_rule != SEED_SPREAD_RULE:
+        return TieRule(config.tie_rule)
+    spread = config.seed_spread
+    sd = getattr(spread, task)
+    if sd is None:
+        note = f"register.seed_spread.{task} is empty (not measured), so the CI rule applied"
+        return TieRule(CI_RULE, None, note)
+    if spread.dataset != dataset:
+        note = (
+            f"register.seed_spread was measured on {spread.dataset}, not on {dataset}, so the CI "
+            f"rule applied (`make verdict-seeds` measures it on {dataset})"
+        )
+        return TieRule(CI_RULE, None, note)
+    return TieRule(SEED_SPREAD_RULE, sd)
+
+
 def should_promote(
-    challenger: Candidate, champion: Candidate, higher: bool, tie_rule: str
+    challenger: Candidate,
+    champion: Candidate,
+    higher: bool,
+    tie_rule: str,
+    seed_spread: float | None = None,
 ) -> Promotion:
-    """Whether the challenger may take `champion` from a champion scored on the same protocol."""
-    if not is_better(challenger.value, champion.value, higher):
+    """Whether the challenger may take `champion` from a champion scored on the same protocol.
+
+    The seed-spread rule keeps everything the CI rule keeps, and also a challenger whose gain is
+    within what retraining alone moves the metric by: switching to it never promotes more.
+    """
+    c, k = challenger.value, champion.value
+    if not is_better(c, k, higher):
+        return Promotion(False, f"challenger {c:.4g} does not beat champion {k:.4g}")
+    if tie_rule in (CI_RULE, SEED_SPREAD_RULE) and cis_overlap(challenger.ci, champion.ci):
         return Promotion(
             False,
-            f"challenger {challenger.value:.4g} does not beat champion {champion.value:.4g}",
+            f"challenger {c:.4g} is better than champion {k:.4g} but the CIs overlap "
+            f"({_fmt_ci(challenger.ci)} vs {_fmt_ci(champion.ci)}): the tie keeps the champion",
         )
-    if tie_rule == "overlapping_ci_keeps_champion" and cis_overlap(challenger.ci, champion.ci):
+    if tie_rule == SEED_SPREAD_RULE:
+        if seed_spread is None:
+            raise ValueError(f"tie rule {SEED_SPREAD_RULE} needs a seed spread")
+        gain, needed = abs(c - k), SEED_SPREAD_SDS * math.sqrt(2) * seed_spread
+        bar = f"{SEED_SPREAD_SDS:g}*sqrt(2) x seed sd {seed_spread:.4g} = {needed:.4g}"
+        if gain <= needed:
+            return Promotion(
+                False,
+                f"challenger {c:.4g} is better than champion {k:.4g} by {gain:.4g}, within the "
+                f"seed spread (a challenger must gain more than {bar}): the champion stays",
+            )
         return Promotion(
-            False,
-            f"challenger {challenger.value:.4g} is better than champion {champion.value:.4g} but "
-            f"the CIs overlap ({_fmt_ci(challenger.ci)} vs {_fmt_ci(champion.ci)}): "
-            "the tie keeps the champion",
+            True, f"challenger {c:.4g} beats champion {k:.4g} by {gain:.4g}, more than {bar}"
         )
-    return Promotion(True, f"challenger {challenger.value:.4g} beats champion {champion.value:.4g}")
+    return Promotion(True, f"challenger {c:.4g} beats champion {k:.4g}")
 
 
 def _fmt_ci(ci: tuple[float, float] | None) -> str:
@@ -200,6 +261,7 @@ def decide_task(report: dict, task: Task, config: RegisterConfig) -> dict[str, A
     """The verdict and the champion for one task, as the decision record stores them."""
     metric = config.generation_metric if task == "generation" else config.restoration_metric
     verdict = decide(task, candidates(report, task, metric), metric)
+    rule = tie_rule_for(config, task, report["dataset"])
     challenger = _challenger(report, task, verdict.winner)
     entry, incumbent = _incumbent(report, task, metric)
     if entry is None:
@@ -215,10 +277,12 @@ def decide_task(report: dict, task: Task, config: RegisterConfig) -> dict[str, A
         )
     else:
         promotion = should_promote(
-            verdict.winner, incumbent, higher_is_better(metric), config.tie_rule
+            verdict.winner, incumbent, higher_is_better(metric), rule.name, rule.seed_spread
         )
         holder = "challenger" if promotion.promote else "incumbent"
         reason = f"{promotion.reason} (champion v{entry['version']}, same protocol)"
+        if rule.note:
+            reason += f"; {rule.note}"
     return {
         "model_name": model_name(config.model_name_prefix, report["dataset"], task),
         "metric": metric,
@@ -227,6 +291,8 @@ def decide_task(report: dict, task: Task, config: RegisterConfig) -> dict[str, A
         "incumbent": entry,
         "champion": holder,
         "reason": reason,
+        "tie_rule": rule.name,  # the rule that applied (register.tie_rule may have fallen back)
+        "seed_spread": rule.seed_spread,
     }
 
 
@@ -238,7 +304,8 @@ def decision_record(report: dict[str, Any], config: RegisterConfig) -> dict[str,
         "dataset": report["dataset"],
         "protocol_hash": report.get("protocol_hash"),
         "data_hash": report.get("data_hash"),
-        "tie_rule": config.tie_rule,
+        "tie_rule": config.tie_rule,  # as configured; each task says which rule applied
+        "seed_spread": config.seed_spread.model_dump(),
         "tasks": tasks,
     }
 
@@ -323,7 +390,8 @@ def markdown(record: dict[str, Any]) -> str:
     lines = ["# Register decision", "", *rows, ""]
     for task, d in record["tasks"].items():
         lines.append(f"- **{task}**: {d['verdict']['reason']}.")
-        lines.append(f"  Champion: {d['reason']}.")
+        spread = "" if d["seed_spread"] is None else f", seed sd {d['seed_spread']:.4g}"
+        lines.append(f"  Champion ({d['tie_rule']}{spread}): {d['reason']}.")
     return "\n".join(lines) + "\n"
 
 
