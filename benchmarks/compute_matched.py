@@ -26,12 +26,12 @@ import copy
 import csv
 import io as textio
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.own_store import use_own_store
 from genpipe import io
 from genpipe.config import Params, load_params
 
@@ -166,9 +166,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
-    os.environ["GENPIPE_ARTIFACT_ROOT"] = str((args.out / "artifacts").resolve())
+    use_own_store(args.out)
     from genpipe.data.dataset import load_prepared
     from genpipe.models.checkpoint import load_model
     from genpipe.training.run import TrainPaths, train

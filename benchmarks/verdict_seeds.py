@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
 import shlex
 import statistics
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.own_store import use_own_store
 from genpipe.config import Params, load_params
 
 TASKS = {"generation": "fd", "restoration": "psnr"}
@@ -264,10 +264,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("data/seeds"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    # the seeds' training runs go to their own store, not the project's
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
-    os.environ["GENPIPE_ARTIFACT_ROOT"] = str((args.out / "artifacts").resolve())
+    use_own_store(args.out)
     from genpipe.data.dataset import load_prepared
 
     base = load_params(args.params)
