@@ -37,9 +37,8 @@ SEED_SPREAD_RULE = "seed_spread_keeps_champion"
 # 2 * sqrt(2) * seed_spread. sqrt(2): champion and challenger are each one training run, so their
 # difference carries the retrain noise of both (sd sqrt(2) * s when each has sd s). 2 and not 1:
 # at 1 sd a retrain of the very same config would take the title about one time in six (normal
-# tail), and on digits (README "Multi-seed verdict", s = 0.46 FD) 3 of the 6 pairs of same-config
-# seeds differ by more than sqrt(2) * s, none by more than 2 * sqrt(2) * s, while the VAE-GAN gap
-# (2.25) does. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
+# tail); README "Multi-seed verdict" shows how same-config seeds and the VAE-GAN gap compare
+# with both bars. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
 SEED_SPREAD_SDS = 2.0
 
 
