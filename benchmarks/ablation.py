@@ -20,6 +20,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,20 +28,22 @@ from benchmarks.compute_matched import install_snapshots
 from benchmarks.own_store import use_own_store
 
 
-def score(path: Path, evaluator: torch.nn.Module, val: torch.Tensor, draws: int) -> dict:
-    """Mean val FD and recognised share over `draws` draws of len(val) samples."""
+def score(
+    path: Path, evaluator: torch.nn.Module, reference: Any, draws: int, confidence: float
+) -> dict:
+    """Mean FD against `reference` (the embedded val split) and recognised share over `draws`
+    draws of as many samples."""
     from genpipe.evaluation import metrics
     from genpipe.evaluation.features import embed, model_sampler
     from genpipe.models.checkpoint import load_model
 
-    reference = embed(evaluator, val)
     model = load_model(path)
     generator = torch.Generator().manual_seed(0)
     fds, recognised = [], []
     for _ in range(draws):
-        fake = embed(evaluator, model_sampler(model)(len(val), generator))
+        fake = embed(evaluator, model_sampler(model)(len(reference), generator))
         fds.append(metrics.frechet_distance(reference.features, fake.features))
-        recognised.append(metrics.recognition_rate(fake.probs, 0.9))
+        recognised.append(metrics.recognition_rate(fake.probs, confidence))
     return {"fd": sum(fds) / draws, "recognised": sum(recognised) / draws}
 
 
@@ -62,6 +65,7 @@ def main() -> None:
     use_own_store(out)
     from genpipe.config import load_params
     from genpipe.data.dataset import load_prepared
+    from genpipe.evaluation.features import embed
     from genpipe.models.checkpoint import load_model
     from genpipe.training.run import TrainPaths, train
 
@@ -75,12 +79,18 @@ def main() -> None:
     train(args.family, params, TrainPaths(args.prepared, out / "model", out / "work"))
     seconds = time.perf_counter() - started
     evaluator = load_model(args.evaluator)
-    val = load_prepared(args.prepared).val.as_float()
+    reference = embed(evaluator, load_prepared(args.prepared).val.as_float())
     print(
         f"{args.family} {' '.join(args.overrides) or '(params.yaml)'}: trained in {seconds:.0f} s"
     )
     for epoch in sorted(args.epochs):
-        scores = score(folder / args.family / f"epoch_{epoch:04d}.pt", evaluator, val, args.draws)
+        scores = score(
+            folder / args.family / f"epoch_{epoch:04d}.pt",
+            evaluator,
+            reference,
+            args.draws,
+            params.evaluate.recognition_confidence,
+        )
         print(
             f"  epoch {epoch:4d}: val FD {scores['fd']:.3f}  recognised {scores['recognised']:.3f}"
         )
