@@ -19,27 +19,48 @@ TASK ?= restoration
 SERVE_PORT ?= 5001
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test test-fast lint format mlflow-ui mlflow-server serve plots flow clean
+.PHONY: install pipeline test test-fast coverage lint format mlflow-ui mlflow-server serve plots flow clean
 
-$(STAMP): pyproject.toml
+# Installs the exact versions in requirements.lock (so a fresh clone and CI resolve the same),
+# then genpipe itself without resolving again.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve requirements.lock from pyproject.toml (after changing a dependency), then install it.
+.PHONY: lock
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
+	$(MAKE) install
 
 ## Run the whole pipeline (dvc repro) on the params.yaml default: offline digits.
 pipeline: $(STAMP)
 	$(BIN)/dvc repro
 
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on servers and
+# subprocesses. Tests that must not overlap share an xdist_group.
+XDIST ?= -n 4 --dist loadgroup
+
 ## Run every test, slow end-to-end ones included (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 ## The quick loop: skip the slow end-to-end tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+## Line coverage of src/ and pipelines/, subprocesses included (config in pyproject.toml).
+coverage: $(STAMP)
+	rm -rf .coverage-data
+	$(BIN)/python -m pytest $(XDIST) --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests pipelines benchmarks

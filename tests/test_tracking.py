@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,6 +31,19 @@ def _start(db: Path) -> subprocess.Popen[str]:
     )
 
 
+def _wait_until_open(child: subprocess.Popen[str], path: Path, deadline_s: float = 120) -> None:
+    """Wait until `child` holds `path` open (/proc/<pid>/fd), or fail at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    fds = Path(f"/proc/{child.pid}/fd")
+    while time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()
+        with contextlib.suppress(FileNotFoundError):
+            if any(os.path.realpath(fd) == str(path) for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the child never opened {path}")
+
+
 def test_a_process_waits_while_another_is_still_migrating_the_store(tmp_path: Path) -> None:
     """The store file exists (another process is half-way through creating it) but is not ready:
     a second process must wait for the creator, not use the half-made store."""
@@ -37,9 +51,10 @@ def test_a_process_waits_while_another_is_still_migrating_the_store(tmp_path: Pa
     db.write_bytes(b"")  # what a creator leaves on disk before its migration has run
     with FileLock(f"{db}.lock"):  # the creator holds the lock
         child = _start(db)
-        time.sleep(3)
-        assert child.poll() is None, child.communicate()  # still waiting for the lock
-    _, err = child.communicate(timeout=120)
+        _wait_until_open(child, Path(f"{db}.lock"))  # the child is now trying to take the lock
+        assert child.poll() is None, child.communicate()  # ... and waits for it
+        assert not (tmp_path / "mlflow.db.ready").exists()
+    _, err = child.communicate(timeout=600)
     assert child.returncode == 0, err
     assert (tmp_path / "mlflow.db.ready").exists()
 

@@ -1,7 +1,7 @@
 """Per-image statistics: the table `prepare` writes as stats.csv and `validate` recomputes.
 
-Vectorised over the whole split (one reshape, then numpy reductions), so 10k+ images take
-milliseconds. NaN is deliberately propagated (min/max/mean of an image with a NaN are NaN):
+Vectorised over the whole split (one reshape, then numpy reductions), never a loop over images.
+NaN is deliberately propagated (min/max/mean of an image with a NaN are NaN):
 the validation suite must be able to see it rather than have it silently skipped.
 """
 
