@@ -19,7 +19,7 @@ TASK ?= restoration
 SERVE_PORT ?= 5001
 PYTEST_ARGS ?=
 
-.PHONY: install pipeline test test-fast coverage lint format mlflow-ui mlflow-server serve plots flow clean
+.PHONY: install pipeline test test-fast coverage lint format mlflow-ui mlflow-server serve plots flow clean docs
 
 # Installs the exact versions in requirements.lock (so a fresh clone and CI resolve the same),
 # then genpipe itself without resolving again.
@@ -85,6 +85,11 @@ mlflow-server: $(STAMP)
 PLOTS_ARGS ?= show
 plots: $(STAMP)
 	$(BIN)/python -m pipelines.offline_plots $(PLOTS_ARGS)
+
+## docs/results.md and docs/benchmarks.md, rendered from the committed records in docs/records/
+## (tests/test_docs.py fails when a committed page differs from what this renders).
+docs: $(STAMP)
+	$(BIN)/python -m benchmarks.render_docs
 
 ## Serve a champion on http://127.0.0.1:$(SERVE_PORT)/invocations (mlflow models serve on the
 ## project's store): make serve TASK=restoration, make serve TASK=generation SERVE_PORT=5002

@@ -6,11 +6,14 @@ Run it after `make pipeline` (digits) or `make pipeline-mnist`: it prints the ge
 (VAE, GAN and the real-vs-real floor, means over draws with 95% CIs) and the restoration table
 (PSNR per corruption and method, the mean with its CI, the mean SSIM, and on images large
 enough the standard 11x11 Gaussian SSIM), with the better model's cells in bold.
+`--record docs/records/verdict/<dataset>.json` also writes the report as the record that
+docs/results.md renders these tables from (`make docs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -134,11 +137,45 @@ def ssim_note(report: dict[str, Any]) -> str:
     return f"Mean SSIM: {described['ssim']}; {gaussian_ssim_label(report)}: {gaussian}."
 
 
+# What the results page reads of a report; the rest (run ids, local paths, the champion's
+# scores) means nothing outside the machine that ran it.
+RECORD_KEYS = (
+    "dataset",
+    "evaluator_accuracy",
+    "protocol",
+    "protocol_hash",
+    "data_hash",
+    "reference",
+    "generation",
+    "restoration",
+)
+
+
+def write_record(report: dict[str, Any], path: Path, command: str) -> None:
+    from benchmarks.records import machine
+
+    about = {
+        "dataset": report["dataset"],
+        "command": command,
+        "source": f"data/eval/report.json of `{command}`, written by benchmarks.verdict --record",
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+    }
+    record = {"about": about, "report": {k: report[k] for k in RECORD_KEYS if k in report}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"record: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--report", type=Path, default=Path("data/eval/report.json"))
+    ap.add_argument("--record", type=Path, default=None, help="write the results page's record")
+    ap.add_argument("--command", default="make pipeline", help="the record's reproduce command")
     args = ap.parse_args()
     report = json.loads(args.report.read_text())
+    if args.record:
+        write_record(report, args.record, args.command)
     protocol = report["protocol"]
     accuracy = report["evaluator_accuracy"]
     print(
