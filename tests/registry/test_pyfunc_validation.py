@@ -10,6 +10,8 @@ from mlflow.exceptions import MlflowException
 from genpipe.registry.pyfunc import (
     MAX_SAMPLES_PER_REQUEST,
     GenerationModel,
+    RestorationModel,
+    log_pyfunc,
     mask_rows,
     pixel_rows,
     whole_number,
@@ -77,6 +79,44 @@ def test_generation_checks_every_row_before_sampling() -> None:
         model.predict(None, pd.DataFrame({"n": [2, 2.5], "seed": [0, 0]}))
     with refused("row 0: seed must be a whole number"):
         model.predict(None, pd.DataFrame({"n": [2], "seed": [-1]}))
-    with refused("the request has no rows; send rows with n, seed"):
+    with refused(
+        r'the request has no rows; send e\.g\. \{"dataframe_records": \[\{"n": 4, "seed": 0\}\]\}'
+    ):
         model.predict(None, pd.DataFrame({"n": [], "seed": []}))
+    with refused('the request has no "seed"; send e.g.'):
+        model.predict(None, pd.DataFrame({"n": [2]}))
+    with refused('row 1 has no "seed"'):  # a key some rows lack arrives as NaN
+        model.predict(None, pd.DataFrame({"n": [2, 2], "seed": [0, np.nan]}))
     assert Counting.calls == 0
+
+
+def test_restoration_names_a_missing_image() -> None:
+    with refused(r'the request has no "image"; send e.g. {"dataframe_records": \[{"image"'):
+        RestorationModel("vae_amortised").predict(None, pd.DataFrame({"mask": [None]}))
+
+
+def test_the_served_model_answers_with_the_reason_alone(tiny_models: dict) -> None:
+    """Through MLflow's own scoring app: no schema error for a missing seed, and no printed
+    request before the reason (the server prefixes predict errors with the whole input)."""
+    import mlflow
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    with mlflow.start_run():
+        info = log_pyfunc("generation", tiny_models["gan"] / "model.pt", {}, SHAPE)
+    client = TestClient(scoring_server.init(mlflow.pyfunc.load_model(info.model_uri)))
+    expected = {
+        '{"n": 4}': 'the request has no "seed"; send e.g. {"dataframe_records": [{"n": 4, "seed": 0}]}',
+        '{"n": 2.5, "seed": 0}': "row 0: n must be a whole number in 1..4096, got 2.5",
+    }
+    for record, reason in expected.items():
+        answer = client.post(
+            "/invocations",
+            content=f'{{"dataframe_records": [{record}]}}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400
+        body = answer.json()
+        assert (body["error_code"], body["message"]) == ("INVALID_PARAMETER_VALUE", reason)
+    good = client.post("/invocations", json={"dataframe_records": [{"n": 2, "seed": 0}]})
+    assert good.status_code == 200 and len(good.json()["predictions"]) == 2

@@ -162,6 +162,7 @@ BAD_GENERATION = [
     ({"n": 0, "seed": 0}, "row 0: n must be a whole number in 1..4096, got 0"),
     ({"n": 5000, "seed": 0}, "row 0: n must be a whole number in 1..4096, got 5000"),
     ({"n": 2, "seed": -1}, "row 0: seed must be a whole number in 0..9223372036854775807, got -1"),
+    ({"n": 4}, 'the request has no "seed"; send e.g. {"dataframe_records": [{"n": 4, "seed": 0}]}'),
 ]
 IMAGE = [0.5] * 64
 BAD_RESTORATION = [
@@ -178,6 +179,7 @@ def check_bad_requests(ports: dict[str, int]) -> None:
             status, body = post(ports[task], [record])
             assert status == 400, (record, body)
             assert body["error_code"] == "INVALID_PARAMETER_VALUE", (record, body)
+            assert body["message"].startswith(reason[:6]), (record, body["message"])
             assert reason in body["message"], (record, body["message"])
             assert "unexpected error" not in body["message"]
     # a good row next to a bad one: the bad row is named, nothing is returned half-way

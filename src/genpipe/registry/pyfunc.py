@@ -12,11 +12,13 @@ the model's metadata as `image_shape`):
                mask, send `"mask": null` on the others (a missing key becomes NaN, which the
                signature's array type rejects).
 
-A request that breaks the contract raises MlflowException(INVALID_PARAMETER_VALUE) whose message
-names the row, the column and the rule, so `mlflow models serve` answers HTTP 400 with the reason
-in the top-level `message` (any other exception there becomes "unexpected error", with the reason
-buried in the stack trace). `n` and `seed` are typed Any in the signature: with `long`, MLflow
-casts the JSON before predict runs and `n: 2.5` would silently become 2.
+A request that breaks the contract raises InvalidRequest (an MlflowException with
+INVALID_PARAMETER_VALUE) whose message names the row, the column and the rule, so `mlflow models
+serve` answers HTTP 400 with the reason as the top-level `message` (any other exception there
+becomes "unexpected error", with the reason buried in the stack trace). `n` and `seed` are typed
+Any in the signature: with `long`, MLflow casts the JSON before predict runs and `n: 2.5` would
+silently become 2. No column is required by the signature: MLflow's schema check would answer a
+missing one before predict runs, with its own wording instead of the contract's.
 """
 
 from __future__ import annotations
@@ -44,9 +46,29 @@ def _pixels(model: Any) -> int:
     return c * h * w
 
 
-def invalid_request(message: str) -> MlflowException:
-    """The error a client should read: serving turns it into HTTP 400 with this message."""
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+class InvalidRequest(MlflowException):
+    """The error a client should read: serving turns it into HTTP 400 with the reason as message.
+
+    MLflow's scoring server rewrites a predict error's message into "Failed to predict data
+    '<the request printed as a pandas table>'. Error: <reason>", which puts the whole request (up
+    to thousands of pixel values) before the reason; this exception keeps the reason alone.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self.reason
+
+    @message.setter
+    def message(self, _rewritten: str) -> None:
+        pass  # the reason stays the message (see the class docstring)
+
+
+def invalid_request(message: str) -> InvalidRequest:
+    return InvalidRequest(message)
 
 
 def whole_number(value: Any, name: str, row: int, low: int, high: int) -> int:
@@ -114,11 +136,26 @@ def _flat(row: Any, column: str, i: int, pixels: int, shape: Sequence[int]) -> n
     return values
 
 
-def _require_rows(model_input: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in model_input]
-    if missing or len(model_input) == 0:
-        what = f"no column {missing}" if missing else "no rows"
-        raise invalid_request(f"the request has {what}; send rows with {', '.join(columns)}")
+GENERATION_EXAMPLE = '{"dataframe_records": [{"n": 4, "seed": 0}]}'
+RESTORATION_EXAMPLE = (
+    '{"dataframe_records": [{"image": [C*H*W floats in [0, 1]], "mask": null}]} '
+    "(mask: 1 = observed pixel, for inpainting)"
+)
+
+
+def _require_rows(model_input: pd.DataFrame, columns: Sequence[str], example: str) -> None:
+    """Every row has every column: a missing column or value is named, with a request to copy."""
+    if len(model_input) == 0:
+        raise invalid_request(f"the request has no rows; send e.g. {example}")
+    for column in columns:
+        absent = (
+            list(range(len(model_input)))
+            if column not in model_input
+            else [i for i, v in enumerate(model_input[column]) if not _present(v)]
+        )
+        if absent:
+            rows = "the request" if len(absent) == len(model_input) else f"row {absent[0]}"
+            raise invalid_request(f'{rows} has no "{column}"; send e.g. {example}')
 
 
 class GenerationModel(mlflow.pyfunc.PythonModel):
@@ -132,7 +169,7 @@ class GenerationModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        _require_rows(model_input, ("n", "seed"))
+        _require_rows(model_input, ("n", "seed"), GENERATION_EXAMPLE)
         requests = [
             (
                 whole_number(n, "n", row, 1, MAX_SAMPLES_PER_REQUEST),
@@ -169,7 +206,7 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         from genpipe.models.restoration import restore
 
-        _require_rows(model_input, ("image",))
+        _require_rows(model_input, ("image",), RESTORATION_EXAMPLE)
         pixels, shape = _pixels(self.model), self.model.image_shape
         images = torch.from_numpy(pixel_rows(list(model_input["image"]), pixels, shape))
         masks = list(model_input["mask"]) if "mask" in model_input else [None] * len(model_input)
@@ -191,7 +228,8 @@ class RestorationModel(mlflow.pyfunc.PythonModel):
 
 
 def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value))
+    """A JSON value was sent (pandas turns a key some rows lack into None or NaN)."""
+    return value is not None and not (isinstance(value, float | np.floating) and np.isnan(value))
 
 
 def signature_and_example(task: str, image_shape: tuple[int, ...]) -> tuple[Any, pd.DataFrame]:
@@ -204,7 +242,9 @@ def signature_and_example(task: str, image_shape: tuple[int, ...]) -> tuple[Any,
     image = Array(DataType.double)
     if task == "generation":
         # Any, not long: MLflow would cast n=2.5 to 2 before predict could refuse it
-        inputs = Schema([ColSpec(AnyType(), "n"), ColSpec(AnyType(), "seed")])
+        inputs = Schema(
+            [ColSpec(AnyType(), "n", required=False), ColSpec(AnyType(), "seed", required=False)]
+        )
         outputs = Schema(
             [
                 ColSpec(DataType.long, "request"),
@@ -214,7 +254,9 @@ def signature_and_example(task: str, image_shape: tuple[int, ...]) -> tuple[Any,
         )
         example = pd.DataFrame({"n": [2], "seed": [0]})
     else:
-        inputs = Schema([ColSpec(image, "image"), ColSpec(image, "mask", required=False)])
+        inputs = Schema(
+            [ColSpec(image, "image", required=False), ColSpec(image, "mask", required=False)]
+        )
         outputs = Schema([ColSpec(image, "restored")])
         example = pd.DataFrame({"image": [np.full(pixels, 0.5).tolist()]})
     return ModelSignature(inputs=inputs, outputs=outputs), example
