@@ -9,6 +9,7 @@ from typing import Any
 
 from genpipe import io
 from genpipe.evaluation.evaluate import Evaluation
+from genpipe.evaluation.panels import label_panel
 from genpipe.evaluation.report import generation_rows, restoration_rows
 from genpipe.grids import save_grid, save_rows
 
@@ -31,6 +32,8 @@ def write_outputs(evaluation: Evaluation, out: Path, plots: Path) -> None:
     io.write_text(plots / "restoration_psnr.csv", _csv(restoration_rows(evaluation.report)))
     io.write_text(plots / "generation.csv", _csv(generation_rows(evaluation.report)))
     for result in evaluation.restoration:
-        save_rows(out / "panels" / f"{result.corruption.name}.png", list(result.panel.values()))
+        panel = out / "panels" / f"{result.corruption.name}.png"
+        save_rows(panel, list(result.panel.values()))
+        label_panel(panel, list(result.panel))
     for source, images in evaluation.samples.items():
         save_grid(out / "samples" / f"{source}.png", images)
