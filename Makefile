@@ -80,7 +80,8 @@ mlflow-server: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlflow/artifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-## DVC's plots as one page that renders offline (Vega inlined): dvc_plots/index.html.
+## DVC's plots as one page that renders offline (Vega inlined): dvc_plots/offline/index.html
+## (`dvc plots show` writes dvc_plots/index.html, which loads Vega from a CDN).
 ## PLOTS_ARGS="diff main" compares with a revision, as `dvc plots diff main`.
 PLOTS_ARGS ?= show
 plots: $(STAMP)

@@ -7,8 +7,11 @@
 libraries instead: vl-convert-python ships them as one JS bundle (`vl_convert.javascript_bundle`),
 installed from PyPI with the project, so nothing is fetched when the page is built or opened.
 
-    python -m pipelines.offline_plots                  # = dvc plots show  -> dvc_plots/index.html
+    python -m pipelines.offline_plots                  # = dvc plots show -> dvc_plots/offline/index.html
     python -m pipelines.offline_plots diff main        # = dvc plots diff main
+
+The page goes to its own folder, so `dvc plots show` (dvc_plots/index.html, Vega from a CDN)
+and `make plots` never overwrite each other's page.
 """
 
 from __future__ import annotations
@@ -121,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m pipelines.offline_plots [show | diff REV ...]`: DVC's plots page, offline."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("args", nargs="*", default=["show"], help="what follows `dvc plots`")
-    p.add_argument("-o", "--out", default="dvc_plots", help="output folder (as dvc plots -o)")
+    p.add_argument(
+        "-o", "--out", default="dvc_plots/offline", help="output folder (as dvc plots -o)"
+    )
     opts = p.parse_args(argv)
     project = project_root()
     try:

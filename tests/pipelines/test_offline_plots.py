@@ -158,7 +158,7 @@ def test_make_plots_page_renders_every_chart_with_no_network(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    page = project_copy / "dvc_plots" / "index.html"
+    page = project_copy / "dvc_plots" / "offline" / "index.html"
     html = page.read_text()
     assert not re.search(r"<script[^>]+src=", html), "the page loads a script from elsewhere"
 
