@@ -47,7 +47,7 @@ from pipelines.dvc_runner import StageFailed, StageResult
 from pipelines.stage_worker import params_sha256
 
 # A dispatched stage may take this long beyond its own timeout before the parent gives up on it:
-# the engine's start and the clone (about 20 s on a busy 2-core machine), the pull and the push.
+# the engine's start and the clone, the pull and the push (docs/benchmarks.md, multihost).
 START_AND_TRANSFER_SECONDS = 300.0
 HELPER_TIMEOUT_SECONDS = 1800.0  # a dvc_sync helper on the controller (push, accept)
 

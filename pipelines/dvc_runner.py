@@ -93,8 +93,8 @@ def shared_cpu_env(n_tasks: int, cores: int, environ: Mapping[str, str]) -> dict
     """Thread caps for `n_tasks` stage processes that run at once on `cores` CPU cores.
 
     Each PyTorch process otherwise starts one OpenMP thread per core; three of them on two cores
-    spin-wait on each other and train about half as fast (benchmarks/shared_cores.py: the split
-    is 1.9x faster). The cores are split evenly instead. A thread
+    spin-wait on each other (benchmarks/shared_cores.py measures the split against it, figures in
+    docs/benchmarks.md). The cores are split evenly instead. A thread
     count the user set (OMP_NUM_THREADS in the environment, or train.cpu_threads in params.yaml)
     wins. GPU training is unaffected: its CPU threads only feed the device.
     """

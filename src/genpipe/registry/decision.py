@@ -37,8 +37,8 @@ SEED_SPREAD_RULE = "seed_spread_keeps_champion"
 # 2 * sqrt(2) * seed_spread. sqrt(2): champion and challenger are each one training run, so their
 # difference carries the retrain noise of both (sd sqrt(2) * s when each has sd s). 2 and not 1:
 # at 1 sd a retrain of the very same config would take the title about one time in six (normal
-# tail); README "Multi-seed verdict" shows how same-config seeds and the VAE-GAN gap compare
-# with both bars. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
+# tail); docs/results.md ("Multi-seed verdict") shows how same-config seeds and the VAE-GAN gap
+# compare with both bars. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
 SEED_SPREAD_SDS = 2.0
 
 

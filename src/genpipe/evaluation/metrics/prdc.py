@@ -3,7 +3,7 @@
 Each real (fake) sample owns a ball whose radius is the distance to its k-th nearest neighbour in
 its own set. The reference code (clovaai/generative-evaluation-prdc) holds three full N×N
 distance matrices; here distances are made a chunk of rows at a time and reduced at once, so
-memory is O(chunk_size · N) and n = 10,000 stays far below 2 GB. Squared distances are compared
+memory is O(chunk_size · N), never N². Squared distances are compared
 with squared radii (same order, no sqrt), in float64 so that ties match the reference.
 """
 
@@ -35,7 +35,7 @@ def _kth_neighbour_radii_sq(x: Tensor, k: int, chunk_size: int) -> Tensor:
     radii = torch.empty(x.shape[0], dtype=x.dtype)
     for start in range(0, x.shape[0], chunk_size):
         d2 = _squared_distances(x[start : start + chunk_size], x, x_sq)  # [c, N]
-        # topk(k+1) is ~10x faster than kthvalue on CPU for small k.
+        # topk(k+1), not kthvalue: much faster on the CPU for small k.
         radii[start : start + chunk_size] = d2.topk(k + 1, dim=1, largest=False).values[:, -1]
     return radii
 
@@ -46,8 +46,8 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int = 256) -> dict[
     precision: share of fakes inside at least one real ball; recall: share of reals inside at
     least one fake ball; density: mean number of real balls holding a fake, over k; coverage:
     share of real balls holding at least one fake. Comparisons are strict (<), as published.
-    `chunk_size` rows at a time: 256 keeps each [chunk, N] block near the CPU caches and measured
-    ~1.5x less CPU time than 2048 at n = 10,000 (single thread, benchmarks/metrics.py).
+    `chunk_size` rows at a time: 256 keeps each [chunk, N] block near the CPU caches (larger
+    blocks cost more CPU time: benchmarks/metrics.py).
     """
     if k < 1 or chunk_size < 1:
         raise MetricInputError(
