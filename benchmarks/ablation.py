@@ -1,4 +1,4 @@
-"""One row of the README's ablation table: train a family variant, score its snapshots on val.
+"""One row of the ablation tables (docs/results.md): train a family variant, score its snapshots on val.
 
     .venv/bin/python -m benchmarks.ablation --family gan --epochs 14 17 20 \
         -S gan.lr.generator=0.0004 -S gan.lr.discriminator=0.0008 [--out data/ablation/NAME]

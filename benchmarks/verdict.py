@@ -1,4 +1,4 @@
-"""The README's verdict tables, rendered from what the evaluate stage wrote.
+"""The verdict tables (docs/results.md), rendered from what the evaluate stage wrote.
 
     .venv/bin/python -m benchmarks.verdict [--report data/eval/report.json]
 

@@ -1,4 +1,4 @@
-"""benchmarks.verdict renders the README tables from a report: winners in bold, CIs kept."""
+"""benchmarks.verdict renders the results tables from a report: winners in bold, CIs kept."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def test_mnist_preset_runs_the_28x28_pipeline_from_a_loopback_mirror(
     """`make pipeline-mnist` as the flow CLI runs it: the shipped preset, the mirror, then -S.
 
     The preset's epochs and evaluate sizes are shrunk with -S (which comes after the preset, so
-    it wins); the full preset's run is measured in the README.
+    it wins); the full preset's run is measured in docs/benchmarks.md.
     """
     from mlflow import MlflowClient
 
