@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 FOLDER = Path("docs/records/benchmarks")
-ROW_KEYS = {"compares", "result", "ratio", "goal", "met", "load", "date"}
+ROW_KEYS = {"compares", "result", "ratio", "goal", "met", "load", "date", "command"}
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:

@@ -288,7 +288,7 @@ class Records:
                 where = f"{machine}, load {load_text(row.get('load', rec['load']))}"
                 body.append(
                     [
-                        f"`{rec['command']}`",
+                        f"`{row.get('command', rec['command'])}`",
                         row["compares"],
                         result,
                         goal,
