@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,14 +97,16 @@ def test_restoration_names_a_missing_image() -> None:
         RestorationModel("vae_amortised").predict(None, pd.DataFrame({"mask": [None]}))
 
 
-def test_the_served_model_answers_with_the_reason_alone(tiny_models: dict) -> None:
+def test_the_served_model_answers_with_the_reason_alone(tiny_models: dict, tmp_path: Path) -> None:
     """Through MLflow's own scoring app: no schema error for a missing seed, and no printed
     request before the reason (the server prefixes predict errors with the whole input)."""
     import mlflow
     from fastapi.testclient import TestClient
     from mlflow.pyfunc import scoring_server
 
-    with mlflow.start_run():
+    # artifacts under tmp_path: the SQLite store's default experiment would write ./mlruns
+    experiment = mlflow.create_experiment("serving", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
         info = log_pyfunc("generation", tiny_models["gan"] / "model.pt", {}, SHAPE)
     client = TestClient(scoring_server.init(mlflow.pyfunc.load_model(info.model_uri)))
     expected = {
