@@ -36,6 +36,7 @@ BIN = str(Path(sys.executable).parent)
 # Data stages, decide and register on the controller; the trainings on workers, so two of them
 # overlap on two hosts; evaluate on a worker too, downstream of three other hosts' outputs.
 TEST_POOLS = {
+    "check_params": "local",
     "download": "local",
     "prepare": "local",
     "validate": "local",
