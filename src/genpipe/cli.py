@@ -200,6 +200,7 @@ def share(
     from genpipe.settings import project_root
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         typer.echo(sharing.share(project_root(), message, remote))
     except GenpipeError as exc:

@@ -159,15 +159,18 @@ def _transfer(repo: Any, remote: str | None, objects: set[Any]) -> None:
     `_verified`, which reads the remote, not by the transfer's log."""
     if not objects:
         return
-    dvc_log = logging.getLogger("dvc")
-    level = dvc_log.level
-    dvc_log.setLevel(logging.CRITICAL)  # one line per failed file; the ShareError says it once
+    # DVC logs a traceback per failed file; the ShareError says what happened once
+    quiet = [logging.getLogger(n) for n in ("dvc", "dvc_data", "dvc_objects", "asyncssh")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
         repo.cloud.push(objects, remote=remote)
     except Exception as exc:  # a lost connection can abort the whole transfer
         log.debug("transfer to the DVC remote stopped: %s", exc)
     finally:
-        dvc_log.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
 
 
 @dataclass(frozen=True)
