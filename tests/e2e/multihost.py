@@ -204,12 +204,11 @@ class Team:
 
     def close(self) -> None:
         self.services("down", timeout=120)
-        from genpipe.services import processes
+        from genpipe.services import supervisor
+        from genpipe.services.settings import Layout
 
-        if left := processes.marked(self.state):
-            import signal
-
-            processes.terminate(left, signal.SIGKILL, 30)
+        if left := supervisor.orphans(Layout(self.state)):
+            supervisor.stop_processes(left, 30)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
