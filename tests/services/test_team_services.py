@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -354,6 +355,101 @@ def _starts_with(path: Path, magic: bytes) -> bool:
             return f.read(len(magic)) == magic
     except OSError:
         return False
+
+
+TWO_STAGES = """
+stages:
+  small:
+    cmd: python -c "open('small.txt', 'w').write('small')"
+    deps: [numbers.txt]
+    outs: [small.txt]
+  big:
+    cmd: python -c "import os; os.makedirs('big', exist_ok=True); [open(f'big/{i}', 'wb').write(os.urandom(96 * 1024)) for i in range(3)]"
+    deps: [small.txt]
+    outs: [big]
+"""
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 160 KiB filesystem: room for the small stage's output, not for the big one's."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_remote_names_no_space_and_never_shares_a_record_without_outputs(
+    team: TeamServices, tmp_path: Path, small_tmpfs: Path
+) -> None:
+    import getpass
+
+    import yaml
+
+    from genpipe import share
+
+    env = {**team.client_env(), "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
+    dvc = [str(venv_bin() / "dvc")]
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{team.ports['DVC_REMOTE_SSH_PORT']}{small_tmpfs}"
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "dvc.yaml").write_text(TWO_STAGES)
+    (a / "numbers.txt").write_text("1 2 3")
+    _run([*git, "init", "-q"], a, env)
+    _run([*dvc, "init", "-q"], a, env)
+    _run([*dvc, "repro"], a, env)
+    _run([*git, "add", "-A"], a, env)
+    _run([*git, "commit", "-qm", "two stages"], a, env)
+    for repo in (a,):
+        _run([*dvc, "remote", "add", "--local", "-d", "full", url], repo, env)
+        _run(
+            [
+                *dvc,
+                "remote",
+                "modify",
+                "--local",
+                "full",
+                "keyfile",
+                env["GENPIPE_DVC_REMOTE_KEYFILE"],
+            ],
+            repo,
+            env,
+        )
+
+    with pytest.raises(share.ShareError) as err:
+        share.push(a)
+    message = str(err.value)
+    assert "no space left on the remote" in message and str(small_tmpfs) in message, message
+    assert "no run record was pushed for big" in message
+
+    # what the remote holds: records only with every output they name
+    records = [p for p in (small_tmpfs / "runs").rglob("*") if p.is_file()]
+    assert len(records) == 1  # small's
+    for record in records:
+        for out in yaml.safe_load(record.read_text())["outs"]:
+            path = small_tmpfs / "files" / "md5" / out["md5"][:2] / out["md5"][2:]
+            assert path.is_file(), out
+
+    # B, a fresh clone: its pull restores the small stage and runs the big one, never half
+    b = tmp_path / "b"
+    _run(["git", "clone", "-q", str(a), str(b)], tmp_path, env)
+    _run([*dvc, "remote", "add", "--local", "-d", "full", url], b, env)
+    _run(
+        [*dvc, "remote", "modify", "--local", "full", "keyfile", env["GENPIPE_DVC_REMOTE_KEYFILE"]],
+        b,
+        env,
+    )
+    out = _run([*dvc, "repro", "--pull"], b, env)
+    assert "Running stage 'small'" not in out and "Running stage 'big'" in out, out
+    assert (b / "small.txt").read_text() == "small"
 
 
 def test_down_stops_everything_and_leaves_no_process(team: TeamServices) -> None:
