@@ -115,19 +115,22 @@ def _prepare(config: ServicesConfig, layout: Layout) -> Credentials:
     return creds
 
 
-def _start_supervisor(config: ServicesConfig, layout: Layout, echo: Echo) -> Supervisor:
-    """A supervisord answering on this state folder's socket, following the written config."""
+def _start_supervisor(
+    config: ServicesConfig, layout: Layout, echo: Echo
+) -> tuple[Supervisor, bool]:
+    """A supervisord answering on this state folder's socket, following the written config;
+    True if it was started now (any orphaned services of a killed one were stopped first)."""
     sup = Supervisor(layout)
     if sup.pid() is not None:
         sup.apply_config()
-        return sup
+        return sup, False
     if left := supervisor.orphans(layout):
         killed = supervisor.stop_processes(left, config.stop_timeout_seconds)
         note = f" ({killed} needed SIGKILL)" if killed else ""
         echo(f"stopped {len(left)} process(es) a killed supervisord left running{note}")
     pid = sup.start_daemon(config.start_timeout_seconds)
     echo(f"supervisord: started (pid {pid}), socket {layout.supervisor_socket}")
-    return sup
+    return sup, True
 
 
 def _free_port(config: ServicesConfig, layout: Layout, name: str, sup: Supervisor) -> None:
@@ -189,7 +192,9 @@ def up(
     wanted = _select(names)
     with _lock(layout):
         creds = _prepare(config, layout)
-        sup = _start_supervisor(config, layout, echo)
+        sup, fresh = _start_supervisor(config, layout, echo)
+        if fresh:  # nothing of ours runs now: a subset alone would miss its database
+            wanted = list(ORDER)
         started = []
         for name in wanted:
             info = sup.info(name) or {}

@@ -66,7 +66,8 @@ def _message(body: bytes, limit: int = 300) -> str:
 
 def write_mlflow_auth_config(config: ServicesConfig, layout: Layout) -> None:
     """MLFLOW_AUTH_CONFIG_PATH: accounts in PostgreSQL (password from PGPASSFILE), READ by
-    default (an account owns what it creates; only the admin grants more)."""
+    default (an account owns what it creates; only the admin grants more). A checked password is
+    cached for a minute: otherwise every request of a stage pays a PBKDF2 hash on the server."""
     uri = postgres.mlflow_backend_uri(config, config.postgres.mlflow_auth_db)
     write_private(
         layout.mlflow_auth_config,
@@ -74,7 +75,8 @@ def write_mlflow_auth_config(config: ServicesConfig, layout: Layout) -> None:
         "default_permission = READ\n"
         f"database_uri = {uri}\n"
         f"admin_username = {config.mlflow.admin_user}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n",
     )
 
 
