@@ -23,7 +23,7 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class Program:
     cwd: Path
     user: str | None = None  # run as this account (supervisord runs as root then)
     stop_signal: str = "TERM"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def venv_bin() -> Path:
@@ -118,7 +117,6 @@ def render(config: ServicesConfig, layout: Layout, programs: Sequence[Program]) 
             lines.append(f"environment={_environment(program.env)}")
         if program.user is not None:
             lines.append(f"user={program.user}")
-        lines += [f"{k}={_quote(v)}" for k, v in program.extra.items()]
         lines.append("")
     reaper = [sys.executable, "-m", "genpipe.services.reaper"]
     lines += [
