@@ -61,6 +61,14 @@ class TeamServices:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
         return {**env, **exports(done.stdout), **extra}
 
+    def login(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+        """This test process's MLflow clients log in as the team's account; returns the
+        client environment."""
+        env = self.client_env()
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.setenv(key, env[key])
+        return env
+
     def status(self) -> tuple[int, dict[str, list[str]]]:
         """`services status`: its exit code and each line's fields by its first word."""
         done = self.cli("status")

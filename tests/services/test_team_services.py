@@ -187,13 +187,15 @@ def test_dvc_remote_over_ssh_pushes_and_pulls_the_run_cache(
     assert len(runs.read_text().splitlines()) == 2  # the stage never ran in the clone
 
 
-def test_three_concurrent_writers_lose_nothing(team: TeamServices, tmp_path: Path) -> None:
+def test_three_concurrent_writers_lose_nothing(
+    team: TeamServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
     from tests.services.mlflow_client import METRICS
 
     writers, runs, steps = 3, 4, 10
-    env = team.client_env()
+    env = team.login(monkeypatch)
     procs = [
         team.client("write", "concurrent", str(w), str(runs), str(steps), env=env, cwd=tmp_path)
         for w in range(writers)
@@ -221,7 +223,9 @@ def test_three_concurrent_writers_lose_nothing(team: TeamServices, tmp_path: Pat
         )
 
 
-def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) -> None:
+def test_mlflow_restart_while_clients_log(
+    team: TeamServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A client with the exported retry settings rides out the restart and finishes; one allowed
     a single immediate retry fails with MLflow's error naming the server's URL."""
     from mlflow import MlflowClient
@@ -230,7 +234,7 @@ def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) ->
     patient_dir, impatient_dir = tmp_path / "patient", tmp_path / "impatient"
     patient_dir.mkdir()
     impatient_dir.mkdir()
-    env = team.client_env()
+    env = team.login(monkeypatch)
     uri = env["MLFLOW_TRACKING_URI"]
     impatient_env = {
         **env,
