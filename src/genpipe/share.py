@@ -337,7 +337,7 @@ def share(
     )
 
 
-def _git(root: Path, *args: str) -> str:
+def _git(root: Path, *args: str, strip: bool = True) -> str:
     done = subprocess.run(
         ["git", "-C", str(root), *args],
         capture_output=True,
@@ -347,12 +347,12 @@ def _git(root: Path, *args: str) -> str:
     )
     if done.returncode != 0:
         raise ShareError(f"`git {' '.join(args)}` in {root} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
+    return done.stdout.strip() if strip else done.stdout
 
 
 def _git_changes(root: Path, tracked: Sequence[str]) -> tuple[list[str], list[str]]:
     """(changed paths that a share commits, other changed paths); ignored files are neither."""
-    out = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    out = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", strip=False)
     ours, other = [], []
     entries = iter(out.split("\0"))
     for entry in entries:
