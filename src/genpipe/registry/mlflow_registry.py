@@ -283,8 +283,9 @@ def _http_decision(name: str, uri: str) -> tuple[str | None, bool]:
         f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/get?{query}"
     )
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get(
-        "MLFLOW_TRACKING_PASSWORD"
+    user, password = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
     )
     if user and password:  # the team server's basic auth (make -s services-env)
         import base64
