@@ -46,7 +46,8 @@ class Status:
 
     @property
     def healthy(self) -> bool:
-        return self.problem is None and self.state == "RUNNING"
+        """It answers, under supervisord (STARTING: up less than start_seconds so far)."""
+        return self.problem is None and self.state in ("RUNNING", "STARTING")
 
 
 def _select(names: Sequence[str] | None) -> list[str]:
@@ -272,7 +273,7 @@ def format_status(sup_pid: int | None, rows: Sequence[Status], layout: Layout) -
     for row in rows:
         held = ",".join(map(str, row.listeners)) or "-"
         verdict = "ok" if row.problem is None else row.problem
-        if row.problem is None and row.state != "RUNNING":
+        if row.problem is None and not row.healthy:
             verdict = f"answers, but supervisord says {row.state}: `make services-up`"
         pid = row.pid if row.pid else "-"
         lines.append(
