@@ -112,16 +112,15 @@ def test_every_killed_pid_comes_back_and_a_running_stage_finishes(
 
     killed = []
     for name in ("postgres", "mlflow", "prefect", "sshd"):
-        row = _row(team, name)
-        targets = [_holder(row)]
-        if name == "mlflow":  # the wrapper too: alone, it used to leave uvicorn serving
-            targets.append(int(row[3]))
-        for pid in targets:
+        # the pid holding the port; for mlflow also supervisord's pid, the `mlflow server`
+        # wrapper, which alone used to leave its uvicorn worker serving
+        for which in ("holder", "program") if name == "mlflow" else ("holder",):
+            row = _row(team, name)
+            pid = _holder(row) if which == "holder" else int(row[3])
             assert pid is not None, row
             os.kill(pid, signal.SIGKILL)
             killed.append((name, pid))
             _wait_healthy(team, name, pid)
-            row = _row(team, name)
 
     supervisord = int(_row(team, "supervisord")[2])
     os.kill(supervisord, signal.SIGKILL)
