@@ -108,6 +108,8 @@ def start_team(prefix: str = "gp-svc-", **settings: str) -> TeamServices:
         **{k: v for k, v in os.environ.items() if not k.startswith("GENPIPE_")},
         "GENPIPE_ROOT": str(REPO),
         "GENPIPE_SERVICES_STATE_DIR": str(state),
+        # a first start migrates three databases: minutes on a machine shared by many sessions
+        "GENPIPE_SERVICES_START_TIMEOUT_SECONDS": "900",
         **{f"GENPIPE_SERVICES_{k}": str(v) for k, v in ports.items()},
         **{f"GENPIPE_SERVICES_{k}": v for k, v in settings.items()},
     }

@@ -28,7 +28,7 @@ from tests.services.conftest import TeamServices, start_team, stop_team
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
-BACK_WITHIN = 180.0  # deadline of a wait (the issue's goal is 60 s; a busy CI machine is slower)
+BACK_WITHIN = 600.0  # a deadline, not a goal: MLflow restarts in about a minute at load 6
 
 LOGGER_STAGE = """
 import os, time

@@ -80,6 +80,7 @@ def test_the_readme_team_flow_with_two_clones(tmp_path: Path) -> None:
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
             "GENPIPE_SERVICES_STATE_DIR": str(state),
+            "GENPIPE_SERVICES_START_TIMEOUT_SECONDS": "900",  # a busy shared machine
             **{
                 f"GENPIPE_SERVICES_{key}": str(free_port())
                 for key in ("POSTGRES_PORT", "MLFLOW_PORT", "PREFECT_PORT", "DVC_REMOTE_SSH_PORT")
