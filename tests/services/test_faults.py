@@ -76,7 +76,11 @@ def _wait_healthy(team: TeamServices, name: str, killed: int) -> None:
 
 @pytest.fixture
 def faulty_team() -> TeamServices:
-    services = start_team(prefix="gp-flt-")
+    """Services whose clients wait out a slow restart: MLflow's most patient retry budget (10
+    retries, up to 120 s apart, about 12 minutes); a busy shared CI machine restarts slowly."""
+    services = start_team(
+        prefix="gp-flt-", CLIENT_HTTP_MAX_RETRIES="10", CLIENT_HTTP_BACKOFF_FACTOR="4"
+    )
     yield services
     stop_team(services)
 
