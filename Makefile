@@ -104,7 +104,7 @@ clean:
 
 # --- Shared team services (src/genpipe/services/, `services:` in params.yaml): PostgreSQL, the MLflow
 # and Prefect servers on it, and an sshd serving the DVC remote; state in .services/ (git-ignored).
-.PHONY: services-install services-up services-down services-status services-env services-dvc-remote services-git-remote
+.PHONY: services-install services-up services-down services-status services-env services-dvc-remote services-git-remote share
 
 ## apt-get install what the services need and is missing (postgresql, openssh-server; root only).
 services-install: $(STAMP)
@@ -114,15 +114,18 @@ services-install: $(STAMP)
 services-up: $(STAMP) services-install
 	$(BIN)/python -m genpipe.services up
 
-## Stop them all (SIGTERM, then SIGKILL after services.stop_timeout_seconds).
+## Stop them all, and supervisord (each service as a process group; SIGKILL after
+## services.stop_timeout_seconds).
 services-down: $(STAMP)
 	$(BIN)/python -m genpipe.services down
 
-## What runs, where, and whether it answers (exit 3 if something is down).
+## supervisord and each service: its state, its pid, the pid holding its port, whether it
+## answers (exit 3 if something is down).
 services-status: $(STAMP)
 	@$(BIN)/python -m genpipe.services status
 
-## The client environment: MLFLOW_TRACKING_URI, PREFECT_API_URL, the DVC remote's URL and key.
+## The client environment: addresses and credentials of MLflow and Prefect, the state folder,
+## the DVC remote's URL and key, the code remote.
 services-env: $(STAMP)
 	@$(BIN)/python -m genpipe.services env
 
@@ -133,6 +136,12 @@ services-dvc-remote: $(STAMP)
 ## Add the services' code repo (workers clone from it) as this checkout's orchestration.git_remote.
 services-git-remote: $(STAMP)
 	$(BIN)/python -m genpipe.services git-remote
+
+## Share this checkout's results: outputs, then their run records, to the DVC remote; then
+## dvc.lock and the git-tracked outputs committed and pushed. SHARE_ARGS='-m "message"'
+SHARE_ARGS ?=
+share: $(STAMP)
+	$(BIN)/genpipe share $(SHARE_ARGS)
 
 # --- Prefect orchestration (pipelines/, prefect.yaml). PREFECT_HOME (above) keeps Prefect's state
 # in the project. Start the server and the worker in their own terminals; the API URL is

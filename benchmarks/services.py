@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from genpipe.services.processes import Record, Service
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -97,12 +95,13 @@ def new_experiment(uri: str, name: str, artifacts: Path | None) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def start_sqlite_server(folder: Path, db: Path, port: int) -> tuple[Service, Record]:
-    """`mlflow server` on the SQLite file, with the services' own process handling."""
-    from genpipe.services import processes, servers
+def start_sqlite_server(folder: Path, db: Path, port: int) -> tuple[str, subprocess.Popen]:
+    """`mlflow server` on the SQLite file, in its own process group (its uvicorn child too)."""
+    from genpipe.services import servers
+    from genpipe.services.supervisor import venv_bin
 
     argv = [
-        str(servers.venv_bin() / "mlflow"), "server",
+        str(venv_bin() / "mlflow"), "server",
         "--backend-store-uri", f"sqlite:///{db}",
         "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -110,19 +109,26 @@ def start_sqlite_server(folder: Path, db: Path, port: int) -> tuple[Service, Rec
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "PATH": f"{servers.venv_bin()}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}",
     }
     url = f"http://127.0.0.1:{port}"
-    svc = processes.Service(
-        "mlflow-sqlite", argv, env, folder, url, lambda: servers.mlflow_probe(url, 10)
-    )
-    record = processes.start(svc, folder / "server.pid", folder / "server.log", folder)
+    with open(folder / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.monotonic() + 300
-    while (problem := svc.probe()) is not None:
-        if time.monotonic() > deadline or not processes.alive(record.pid):
+    while (problem := servers.mlflow_probe(url, 10, None)) is not None:
+        if time.monotonic() > deadline or proc.poll() is not None:
             sys.exit(f"mlflow server on SQLite did not start ({problem})")
         time.sleep(0.5)
-    return svc, record
+    return url, proc
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
 
 
 def free_port() -> int:
@@ -147,7 +153,7 @@ def main() -> None:
 
     import mlflow
 
-    from genpipe.services import manager, processes
+    from genpipe.services import manager
     from genpipe.services.settings import Layout, load_services_config
 
     work = Path(tempfile.mkdtemp(prefix="gp-bench-"))
@@ -170,19 +176,22 @@ def main() -> None:
         results["sqlite"] = measure(sqlite_uri, exp, args.writers, args.runs, args.steps)
 
         sqlite_server = start_sqlite_server(work, db, free_port())
-        uri = sqlite_server[0].url
+        uri = sqlite_server[0]
         exp = new_experiment(uri, "served", None)
         results["server+sqlite"] = measure(uri, exp, args.writers, args.runs, args.steps)
-        processes.stop(sqlite_server[1], sqlite_server[0].stop_signal, 20)
+        stop_group(sqlite_server[1])
         sqlite_server = None
 
         manager.up(config, layout, ["postgres", "mlflow"])
-        uri = manager.client_environment(config, layout)["MLFLOW_TRACKING_URI"]
+        client = manager.client_environment(config, layout)
+        uri = client["MLFLOW_TRACKING_URI"]
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ[key] = client[key]  # the writers log in as the team's account
         exp = new_experiment(uri, "postgres", None)
         results["server+postgres"] = measure(uri, exp, args.writers, args.runs, args.steps)
     finally:
         if sqlite_server is not None:
-            processes.stop(sqlite_server[1], sqlite_server[0].stop_signal, 20)
+            stop_group(sqlite_server[1])
         manager.down(config, layout)
         shutil.rmtree(work, ignore_errors=True)
 

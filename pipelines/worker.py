@@ -76,7 +76,13 @@ def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> N
             )
         if (problem := http_probe(url, timeout)) is not None:
             raise WorkerError(f"{name} does not answer: {problem}")
-    if (problem := http_probe(f"{api}/work_pools/{pool}", timeout)) is not None:
+    auth = env.get("PREFECT_API_AUTH_STRING")  # the team server's API auth (services-env)
+    header = None
+    if auth:
+        import base64
+
+        header = "Basic " + base64.b64encode(auth.encode()).decode()
+    if (problem := http_probe(f"{api}/work_pools/{pool}", timeout, header)) is not None:
         raise WorkerError(
             f"work pool {pool!r} not found on {api} ({problem}): run `make deploy-stages` "
             "once on a machine with the project, then start the worker again"

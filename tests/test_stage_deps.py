@@ -117,7 +117,20 @@ def _reads(stage: dict, key: str) -> bool:
 
 def test_the_seed_spread_reruns_decide_and_nothing_upstream() -> None:
     """decide reads register.tie_rule and register.seed_spread from params, never a file DVC does
-    not track; changing them must not retrain or re-evaluate."""
+    not track; changing them must not retrain or re-evaluate (check_params reads every section
+    a stage reads, and its output never changes)."""
     for key in ("register.tie_rule", "register.seed_spread.generation"):
         assert _reads(STAGES["decide"], key), key
-        assert [n for n in STAGES if n != "decide" and _reads(STAGES[n], key)] == [], key
+        others = [
+            n for n in STAGES if n not in ("decide", "check_params") and _reads(STAGES[n], key)
+        ]
+        assert others == [], key
+
+
+def test_check_params_reads_every_section_a_stage_reads() -> None:
+    """A typo in any section a stage reads reruns check_params first, which fails on it."""
+    checked = set(STAGES["check_params"]["params"])
+    for name, stage in STAGES.items():
+        for key in stage.get("params", []):
+            key = key if isinstance(key, str) else next(iter(key))
+            assert key.split(".")[0] in checked, (name, key)

@@ -5,6 +5,7 @@
     genpipe registry show [TASK]
     genpipe registry rollback TASK
     genpipe serve TASK [--port 5001]     (what `make serve TASK=...` runs)
+    genpipe share [-m MESSAGE]           (what `make share` runs: results to the team)
 
 Models are loaded as `models:/<prefix>-<dataset>-<task>@champion` from the tracking URI in
 MLFLOW_TRACKING_URI (default: the project's SQLite store); names come from params.yaml.
@@ -179,6 +180,31 @@ def show(
     except GenpipeError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(shown, indent=2))
+
+
+@app.command()
+def share(
+    message: Annotated[str, typer.Option("-m", "--message", help="commit message")] = (
+        "pipeline results (genpipe share)"
+    ),
+    remote: Annotated[
+        str | None, typer.Option(help="DVC remote (default: the default one)")
+    ] = None,
+) -> None:
+    """Share this checkout's results with the team: outputs to the DVC remote, then the run
+    records whose outputs arrived, then dvc.lock and the git-tracked outputs committed and
+    pushed to the code remote. A teammate's `git pull && dvc pull` then has every stage."""
+    import logging
+
+    from genpipe import share as sharing
+    from genpipe.settings import project_root
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    try:
+        typer.echo(sharing.share(project_root(), message, remote))
+    except GenpipeError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()

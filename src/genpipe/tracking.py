@@ -7,6 +7,12 @@ Two shapes of run, both with genpipe's standard tags:
   with its real start and end time, so a run's duration in the UI is the stage's.
 - `live_run`: a run that stays open while a stage works, for training (per-epoch curves while it
   trains; reopened on resume) and for register (MLflow logs models into an active run).
+
+A tracking server or its database lost under a running stage fails the stage after MLflow's own
+retry budget (MLFLOW_HTTP_REQUEST_*, from `services.client`), once: the error is a TrackingError
+naming the server, what it reported and `make services-status`, not MLflow's traceback. Every run
+records its owner (host, pid, process start), so `clean_orphans` marks FAILED only runs whose
+process is provably gone.
 """
 
 from __future__ import annotations
@@ -75,24 +81,46 @@ def _create_sqlite_store(uri: str) -> None:
             ready.touch()
 
 
+def _request(url: str) -> urllib.request.Request:
+    """A request carrying the credentials MLflow's own client sends (MLFLOW_TRACKING_USERNAME
+    and _PASSWORD, or MLFLOW_TRACKING_TOKEN)."""
+    import base64
+    import os
+
+    request = urllib.request.Request(url)
+    user, password = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+    )
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+    return request
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
-    """Raise TrackingError unless an MLflow server answers at `uri`."""
+    """Raise TrackingError unless an MLflow server answers at `uri` and can use its store."""
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
             if resp.status != 200:
                 raise TrackingError(
-                    f"MLflow server at {uri} answered HTTP {resp.status} on /health"
+                    f"MLflow server at {uri} answered HTTP {resp.status} on /health; "
+                    "check it with `make services-status`"
                 )
     except (urllib.error.URLError, OSError) as exc:
         raise TrackingError(
-            f"MLflow tracking server at {uri} is unreachable ({exc}). Start it (make mlflow-server) "
-            "or unset MLFLOW_TRACKING_URI to use the local SQLite store."
+            f"MLflow tracking server at {uri} does not answer ({getattr(exc, 'reason', exc)}). "
+            "Check it with `make services-status` (`make services-up` restarts the team's), or "
+            "unset MLFLOW_TRACKING_URI to use the local SQLite store."
         ) from None
-    check_backend_store(uri, timeout)
+    check_backend_store(uri, timeout * 2)
 
 
 def check_backend_store(uri: str, timeout: float = 10.0) -> None:
-    """Raise TrackingError if the server at `uri` cannot reach its database.
+    """Raise TrackingError if the server at `uri` refuses our credentials or cannot reach its
+    database.
 
     /health answers without touching the store, and MLflow's client retries a 500 with backoff
     for minutes; one unretried read here turns a down database into an error within seconds.
@@ -101,22 +129,81 @@ def check_backend_store(uri: str, timeout: float = 10.0) -> None:
 
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        with urllib.request.urlopen(_request(url), timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
             body = parsed.get("message", body) if isinstance(parsed, dict) else body
+        if exc.code in (401, 403):
+            raise TrackingError(
+                f"MLflow server at {uri} refused the request (HTTP {exc.code}): it needs the "
+                "team's credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; "
+                'set them with eval "$(make -s services-env)"'
+            ) from None
         raise TrackingError(
-            f"MLflow server at {uri} cannot use its backend store (HTTP {exc.code}): "
-            f"{' '.join(str(body).split())[:400]}. Check the database (make services-status)."
+            f"MLflow server at {uri} cannot use its database (HTTP {exc.code}): "
+            f"{' '.join(str(body).split())[:400]}. Check it with `make services-status` "
+            "(`make services-up` restarts what is down)"
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise TrackingError(
             f"MLflow server at {uri} answers /health but not a query within {timeout:.0f} s "
-            f"({exc}); its database may be down: check it (make services-status)"
+            f"({exc}); its database may be down: check it with `make services-status`"
         ) from None
+
+
+def diagnose(exc: BaseException) -> TrackingError | None:
+    """What a failed MLflow call means for the user, when the tracking server or its database is
+    the cause: a quick unretried check of the server names it. None if the server answers (the
+    original error stands) or the store is not a server."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, TrackingError):
+        return exc
+    uri = get_settings().tracking_uri
+    if not isinstance(exc, MlflowException | OSError) or not uri.startswith(("http:", "https:")):
+        return None
+    try:
+        check_server(uri)
+    except TrackingError as found:
+        return found
+    return None
+
+
+@contextlib.contextmanager
+def _no_retries() -> Iterator[None]:
+    """MLflow's HTTP retries off for one last call after the server was lost: the run's end is
+    tried once, not for a second retry budget."""
+    import os
+
+    saved = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    }
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def diagnosed() -> Iterator[None]:
+    """MLflow calls in the block that fail because the server or its database is gone raise the
+    TrackingError that names it (no traceback at the stage's edge)."""
+    try:
+        yield
+    except Exception as exc:
+        found = diagnose(exc)
+        if found is None or found is exc:
+            raise
+        raise found from None
 
 
 def experiment_id(name: str) -> str:
@@ -166,8 +253,40 @@ def standard_tags(stage: str, extra: Mapping[str, Any] | None = None) -> dict[st
     }
     if settings.pipeline_run_id:
         tags["genpipe.pipeline_run_id"] = settings.pipeline_run_id
+    tags[OWNER_TAG] = owner()
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
+
+
+OWNER_TAG = "genpipe.owner"
+
+
+def owner(pid: int | None = None) -> str:
+    """`<host>:<pid>:<process start time>` of the process that holds a run open."""
+    import os
+
+    import psutil
+
+    proc = psutil.Process(pid or os.getpid())
+    return f"{get_settings().host}:{proc.pid}:{proc.create_time():.2f}"
+
+
+def owner_gone(tag: str | None) -> bool:
+    """True only when the owner is provably gone: it ran on this host and no process with its
+    pid and start time exists. A run of another host, or without the tag, is never ours to end."""
+    import psutil
+
+    if not tag or tag.count(":") < 2:
+        return False
+    host, pid, started = tag.rsplit(":", 2)
+    if host != get_settings().host:
+        return False
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.2f}" != started
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, ValueError):
+        return False
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -203,10 +322,15 @@ class RunRecord:
 def record_run(record: RunRecord) -> str:
     """Create the stage's run with its real start and end time, log it all, close it."""
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
 
     configure_mlflow()
-    client = MlflowClient()
+    with diagnosed():
+        return _record(MlflowClient(), record)
+
+
+def _record(client: Any, record: RunRecord) -> str:
+    from mlflow.entities import Metric, Param
+
     run = client.create_run(
         experiment_id(experiment_name(record.dataset)),
         start_time=int(record.started * 1000),
@@ -243,25 +367,52 @@ def live_run(
 ) -> Iterator[Any]:
     """An open MLflow run for the block; `run_id` reopens (continues) an earlier run.
 
-    A reopened run keeps the params and tags it was made with; an exception marks it FAILED.
+    A reopened run keeps the params and tags it was made with and gets this process as its
+    owner. An exception marks the run FAILED; when the server itself was lost, that end is tried
+    once without retries and the error names the server.
     """
     import mlflow
 
     configure_mlflow()
-    if run_id is not None:
-        ctx = mlflow.start_run(run_id=run_id)
-    else:
-        ctx = mlflow.start_run(
-            experiment_id=experiment_id(experiment_name(dataset)),
-            run_name=stage,
-            tags=standard_tags(stage, tags),
-        )
-    with ctx as run:
+    with diagnosed():
+        if run_id is not None:
+            run = mlflow.start_run(run_id=run_id)
+            mlflow.set_tag(OWNER_TAG, owner())
+        else:
+            run = mlflow.start_run(
+                experiment_id=experiment_id(experiment_name(dataset)),
+                run_name=stage,
+                tags=standard_tags(stage, tags),
+            )
         if run_id is None and params:
             items = _params(params)
             for i in range(0, len(items), _BATCH):
                 mlflow.log_params(dict(items[i : i + _BATCH]))
+    try:
         yield run
+    except BaseException as exc:
+        found = diagnose(exc) if isinstance(exc, Exception) else None
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        with _no_retries() if found else contextlib.nullcontext(), contextlib.suppress(Exception):
+            mlflow.end_run(status)
+        if found is not None and found is not exc:
+            raise found from None
+        raise
+    with diagnosed():
+        mlflow.end_run()
+
+
+def logged_through(run_id: str) -> int:
+    """The last step any metric of the run was logged at (0: none): a resumed training skips the
+    epochs its killed attempt had already logged after its last checkpoint."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    with diagnosed():
+        keys = client.get_run(run_id).data.metrics
+        return max(
+            (m.step for key in keys for m in client.get_metric_history(run_id, key)), default=0
+        )
 
 
 def end_orphan(run_id: str) -> bool:
@@ -296,3 +447,76 @@ def run_exists(run_id: str | None) -> bool:
     except MlflowException:
         return False
     return True
+
+
+def clean_orphans(work: Path) -> list[str]:
+    """What dead trainings and stages left behind, cleaned; returns one line per thing done.
+
+    - a resume folder under `work` whose owner is gone: its MLflow run is marked FAILED (a later
+      resume reopens it), and the folder is removed when the stage's output already holds its
+      result (restored from the run-cache, say); otherwise it stays for the next resume;
+    - a RUNNING run of a genpipe experiment whose owner ran on this host and is gone: FAILED.
+    Runs of live processes, and of other hosts, are never touched.
+    """
+    import shutil
+
+    from mlflow import MlflowClient
+
+    configure_mlflow()
+    root = get_settings().root
+    done = []
+    with diagnosed():
+        for folder, claim in _resume_folders(work):
+            if not owner_gone(claim.get("owner")):
+                continue
+            if claim.get("run_id") and end_orphan(claim["run_id"]):
+                done.append(f"marked run {claim['run_id']} FAILED (its process is gone)")
+            if _exported(root, folder, claim.get("out")):
+                shutil.rmtree(folder, ignore_errors=True)
+                done.append(f"removed {folder}: the stage's output holds its result")
+        client = MlflowClient()
+        ids = [
+            e.experiment_id
+            for e in client.search_experiments(filter_string="name LIKE 'genpipe-%'")
+        ]
+        host = get_settings().host.replace("'", "")
+        running = (
+            client.search_runs(
+                ids,
+                f"attributes.status = 'RUNNING' and tags.`genpipe.host` = '{host}'",
+                max_results=1000,
+            )
+            if ids
+            else []
+        )
+        for run in running:
+            if owner_gone(run.data.tags.get(OWNER_TAG)) and end_orphan(run.info.run_id):
+                done.append(f"marked run {run.info.run_id} FAILED (its process is gone)")
+    return done
+
+
+def _resume_folders(work: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each resume folder under `work` (<stage>/<key>/) with its run.json (genpipe.training.
+    workdir writes it: run_id, owner, out)."""
+    import json
+
+    for folder in sorted(work.glob("*/*")):
+        if folder.is_dir():
+            try:
+                claim = json.loads((folder / "run.json").read_text())
+            except (OSError, ValueError):
+                claim = {}
+            yield folder, claim if isinstance(claim, dict) else {}
+
+
+def _exported(root: Path, folder: Path, out: str | None) -> bool:
+    """The stage's output (its run.json's work_key) holds this folder's result."""
+    import json
+
+    if not out:
+        return False
+    try:
+        key = json.loads((root / out / "run.json").read_text()).get("work_key", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(key) and key.startswith(folder.name)

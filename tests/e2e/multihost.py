@@ -36,6 +36,7 @@ BIN = str(Path(sys.executable).parent)
 # Data stages, decide and register on the controller; the trainings on workers, so two of them
 # overlap on two hosts; evaluate on a worker too, downstream of three other hosts' outputs.
 TEST_POOLS = {
+    "check_params": "local",
     "download": "local",
     "prepare": "local",
     "validate": "local",
@@ -203,12 +204,11 @@ class Team:
 
     def close(self) -> None:
         self.services("down", timeout=120)
-        from genpipe.services import processes
+        from genpipe.services import supervisor
+        from genpipe.services.settings import Layout
 
-        if left := processes.marked(self.state):
-            import signal
-
-            processes.terminate(left, signal.SIGKILL, 30)
+        if left := supervisor.orphans(Layout(self.state)):
+            supervisor.stop_processes(left, 30)
         shutil.rmtree(self.state, ignore_errors=True)
 
 

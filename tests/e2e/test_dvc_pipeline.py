@@ -149,10 +149,21 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
     assert ran(again) == {"register"}, again
     assert "registry holds decision" in again
 
+    # typos fail in check_params, before DVC deletes the outputs of the stage that reads them
+    for typo in ({"gan": {"epochs": -3}}, {"data": {"image_size": "abc"}}):
+        shrink_params(project, typo)
+        failed = dvc(project, "repro")
+        assert failed.returncode != 0
+        key = ".".join([next(iter(typo)), next(iter(next(iter(typo.values()))))])
+        assert "genpipe check_params: error:" in failed.stderr and key in failed.stderr
+        assert ran(failed.stdout + failed.stderr) == {"check_params"}
+        assert digest(project, "data/models", "data/eval", "data/register", "data/plots") == outputs
+        subprocess.run(["git", "checkout", "params.yaml"], cwd=project, check=True)
+
     # a param changed and changed back: every output comes back from DVC's run-cache
     shrink_params(project, {"gan": {"lr": {"generator": 0.0003}}})
     changed = repro(project)
-    assert ran(changed) == {"train_gan", "evaluate", "decide", "register"}
+    assert ran(changed) == {"check_params", "train_gan", "evaluate", "decide", "register"}
     versions_after_change = registry(project)
     subprocess.run(["git", "checkout", "params.yaml"], cwd=project, check=True)
     reverted = repro(project)
@@ -184,7 +195,7 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
     # another protocol: the champion is scored beside the new candidates under it
     shrink_params(project, {"evaluate": {"noise_sigmas": [0.2, 0.4]}})
     rescored = repro(project)
-    assert ran(rescored) == {"evaluate", "decide", "register"}
+    assert ran(rescored) == {"check_params", "evaluate", "decide", "register"}
     report = json.loads((project / "data/eval/report.json").read_text())
     decision = json.loads((project / "data/register/decision.json").read_text())
     for task in ("generation", "restoration"):

@@ -21,22 +21,37 @@ def test_the_project_params_load() -> None:
     assert len(set(config.ports().values())) == 4  # no two services on one port
 
 
-def test_environment_overrides_a_nested_key() -> None:
+def _layout(config, folder: Path) -> Layout:
+    """A state folder with its secrets, as the first `up` leaves it."""
+    from genpipe.services import credentials
+
+    layout = Layout(folder)
+    layout.prepare()
+    credentials.ensure(config, layout)
+    return layout
+
+
+def test_environment_overrides_a_nested_key(tmp_path: Path) -> None:
     env = {"GENPIPE_SERVICES_POSTGRES_PORT": "6543", "GENPIPE_SERVICES_HOST": "10.20.0.1"}
     config = load_services_config(REPO / "params.yaml", env)
     assert config.postgres.port == 6543
     assert config.host == "10.20.0.1"
-    environment = manager.client_environment(config, Layout(Path("/srv/state")))
+    environment = manager.client_environment(config, _layout(config, tmp_path / "state"))
     assert environment["MLFLOW_TRACKING_URI"] == f"http://10.20.0.1:{config.mlflow.port}"
     assert environment["PREFECT_API_URL"] == f"http://10.20.0.1:{config.prefect.port}/api"
     assert environment["GENPIPE_DVC_REMOTE_URL"].endswith(
-        f"@10.20.0.1:{config.dvc_remote.ssh_port}/srv/state/dvc-remote"
+        f"@10.20.0.1:{config.dvc_remote.ssh_port}{tmp_path}/state/dvc-remote"
     )
+    # another checkout with these exports finds the same services
+    assert environment["GENPIPE_SERVICES_POSTGRES_PORT"] == "6543"
+    assert environment["GENPIPE_SERVICES_STATE_DIR"] == f"{tmp_path}/state"
+    again = load_services_config(REPO / "params.yaml", environment)
+    assert again == config.model_copy(update={"state_dir": Path(f"{tmp_path}/state")})
 
 
-def test_ipv6_hosts_are_bracketed_in_urls() -> None:
+def test_ipv6_hosts_are_bracketed_in_urls(tmp_path: Path) -> None:
     config = load_services_config(REPO / "params.yaml", {"GENPIPE_SERVICES_HOST": "::1"})
-    environment = manager.client_environment(config, Layout(Path("/s")))
+    environment = manager.client_environment(config, _layout(config, tmp_path))
     assert environment["MLFLOW_TRACKING_URI"] == f"http://[::1]:{config.mlflow.port}"
 
 

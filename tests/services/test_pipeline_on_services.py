@@ -53,9 +53,12 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout + done.stderr
 
 
-def test_the_pipeline_on_the_team_services(team: TeamServices, tmp_path: Path) -> None:
+def test_the_pipeline_on_the_team_services(
+    team: TeamServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
+    team.login(monkeypatch)
     prefect_home = tmp_path / "prefect-home"
     env = team.client_env(
         PATH=f"{venv_bin()}{os.pathsep}{os.environ['PATH']}", PREFECT_HOME=str(prefect_home)

@@ -1,5 +1,6 @@
 """The team services for real: PostgreSQL, `mlflow server`, `prefect server` and the sshd behind the
-DVC remote, started by `python -m genpipe.services up` on 127.0.0.1 and free ports.
+DVC remote, under supervisord, started by `python -m genpipe.services up` on 127.0.0.1 and free
+ports.
 
 The tests share one set of services (the module fixture) and run in file order: the fault cases
 restore what they break, and the last test stops everything and checks nothing is left.
@@ -12,7 +13,9 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,24 +39,36 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as resp:
+def get(url: str, authorization: str | None = None) -> str:
+    request = urllib.request.Request(url)
+    if authorization:
+        request.add_header("Authorization", authorization)
+    with urllib.request.urlopen(request, timeout=30) as resp:
         return resp.read().decode()
+
+
+def status_code(url: str, authorization: str | None = None, body: bytes | None = None) -> int:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    if authorization:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def test_services_come_up_and_answer(team: TeamServices) -> None:
     import psycopg2
 
-    from genpipe.services.settings import Layout, postgres_password
+    from genpipe.services import credentials
+    from genpipe.services.servers import basic_auth
+    from genpipe.services.settings import Layout
 
-    status = team.cli("status")
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert [line.split()[0] for line in status.stdout.splitlines()] == [
-        "postgres",
-        "mlflow",
-        "prefect",
-        "sshd",
-    ]
+    code, rows = team.status()
+    assert code == 0, rows
+    assert list(rows) == ["supervisord", "postgres", "mlflow", "prefect", "sshd"]
+    assert all(row[1] == "RUNNING" and row[-1] == "ok" for row in list(rows.values())[1:])
     again = team.cli("up")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already running") == 4
@@ -62,9 +77,25 @@ def test_services_come_up_and_answer(team: TeamServices) -> None:
     assert get(f"{env['MLFLOW_TRACKING_URI']}/health").strip() == "OK"
     assert json.loads(get(f"{env['PREFECT_API_URL']}/health")) is True
 
+    # without credentials: 401 from both servers; with services-env's: 200
+    search = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=1"
+    flows = f"{env['PREFECT_API_URL']}/flows/filter"
+    assert status_code(search) == 401
+    assert status_code(flows, body=b"{}") == 401
+    user, password = env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+    assert status_code(search, basic_auth(user, password)) == 200
+    assert status_code(search, basic_auth(user, "wrong")) == 401
+    prefect_user, _, prefect_password = env["PREFECT_API_AUTH_STRING"].partition(":")
+    assert status_code(flows, basic_auth(prefect_user, prefect_password), b"{}") == 200
+    # the secrets are the owner's alone
+    secrets = team.state / "secrets"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    assert {f.stat().st_mode & 0o777 for f in secrets.iterdir()} == {0o600}
+    assert (team.state / "supervisord.conf").stat().st_mode & 0o777 == 0o600
+
     config = team.config()
     pg = config.postgres
-    password = postgres_password(config, Layout.of(config))
+    password = credentials.saved(config, Layout.of(config)).postgres
     login = {"host": "127.0.0.1", "port": pg.port, "user": pg.user, "connect_timeout": 10}
     for db in (pg.mlflow_db, pg.prefect_db):
         with psycopg2.connect(dbname=db, password=password, **login) as conn, conn.cursor() as cur:
@@ -156,13 +187,15 @@ def test_dvc_remote_over_ssh_pushes_and_pulls_the_run_cache(
     assert len(runs.read_text().splitlines()) == 2  # the stage never ran in the clone
 
 
-def test_three_concurrent_writers_lose_nothing(team: TeamServices, tmp_path: Path) -> None:
+def test_three_concurrent_writers_lose_nothing(
+    team: TeamServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
     from tests.services.mlflow_client import METRICS
 
     writers, runs, steps = 3, 4, 10
-    env = team.client_env()
+    env = team.login(monkeypatch)
     procs = [
         team.client("write", "concurrent", str(w), str(runs), str(steps), env=env, cwd=tmp_path)
         for w in range(writers)
@@ -190,7 +223,9 @@ def test_three_concurrent_writers_lose_nothing(team: TeamServices, tmp_path: Pat
         )
 
 
-def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) -> None:
+def test_mlflow_restart_while_clients_log(
+    team: TeamServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A client with the exported retry settings rides out the restart and finishes; one allowed
     a single immediate retry fails with MLflow's error naming the server's URL."""
     from mlflow import MlflowClient
@@ -199,7 +234,7 @@ def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) ->
     patient_dir, impatient_dir = tmp_path / "patient", tmp_path / "impatient"
     patient_dir.mkdir()
     impatient_dir.mkdir()
-    env = team.client_env()
+    env = team.login(monkeypatch)
     uri = env["MLFLOW_TRACKING_URI"]
     impatient_env = {
         **env,
@@ -232,8 +267,8 @@ def test_mlflow_restart_while_clients_log(team: TeamServices, tmp_path: Path) ->
 
 
 def test_postgres_down_is_a_clear_error_naming_the_uri(team: TeamServices, tmp_path: Path) -> None:
-    from genpipe.services import postgres
-    from genpipe.services.settings import Layout, postgres_password
+    from genpipe.services import credentials, postgres
+    from genpipe.services.settings import Layout
 
     config = team.config()
     pg_port = str(config.postgres.port)
@@ -244,7 +279,8 @@ def test_postgres_down_is_a_clear_error_naming_the_uri(team: TeamServices, tmp_p
         check = team.client("check", env=env, cwd=tmp_path)
         _, err = check.communicate(timeout=120)
         assert check.returncode != 0
-        assert f"MLflow server at {env['MLFLOW_TRACKING_URI']} cannot use its backend store" in err
+        assert f"MLflow server at {env['MLFLOW_TRACKING_URI']} cannot use its database" in err
+        assert "make services-status" in err
         assert f'"127.0.0.1", port {pg_port} failed' in err
 
         # the services' own health checks
@@ -254,7 +290,7 @@ def test_postgres_down_is_a_clear_error_naming_the_uri(team: TeamServices, tmp_p
             f"postgresql://{config.postgres.user}:***@127.0.0.1:{pg_port}/mlflow" in status.stdout
         )
         assert f"port {pg_port} failed" in status.stdout  # the mlflow row relays the server's error
-        reason = postgres.probe(config, postgres_password(config, Layout.of(config)))
+        reason = postgres.probe(config, credentials.saved(config, Layout.of(config)).postgres)
         assert reason is not None and reason.startswith(
             f"postgresql://{config.postgres.user}:***@127.0.0.1:{pg_port}/"
         )
@@ -300,6 +336,10 @@ def test_services_mode_writes_no_sqlite_store(team: TeamServices, tmp_path: Path
     req = urllib.request.Request(
         f"{api}/flow_runs/filter", body, {"Content-Type": "application/json"}
     )
+    user, _, password = env["PREFECT_API_AUTH_STRING"].partition(":")
+    from genpipe.services.servers import basic_auth
+
+    req.add_header("Authorization", basic_auth(user, password))
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert [r["state_type"] for r in json.load(resp)] == ["COMPLETED"]
 
@@ -321,24 +361,119 @@ def _starts_with(path: Path, magic: bytes) -> bool:
         return False
 
 
-def test_down_stops_everything_and_leaves_no_process(team: TeamServices) -> None:
-    from genpipe.services import processes
+TWO_STAGES = """
+stages:
+  small:
+    cmd: python -c "open('small.txt', 'w').write('small')"
+    deps: [numbers.txt]
+    outs: [small.txt]
+  big:
+    cmd: python -c "import os; os.makedirs('big', exist_ok=True); [open(f'big/{i}', 'wb').write(os.urandom(96 * 1024)) for i in range(3)]"
+    deps: [small.txt]
+    outs: [big]
+"""
 
-    pidfiles = sorted((team.state / "run").glob("*.pid"))
-    assert [p.stem for p in pidfiles] == ["mlflow", "postgres", "prefect", "sshd"]
-    pids = set()
-    for pidfile in pidfiles:
-        pids |= processes.tree(json.loads(pidfile.read_text())["pid"])
-    pids |= processes.marked(team.state)
-    assert len(pids) > 4  # postgres backends, uvicorn workers: more than the four leaders
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 160 KiB filesystem: room for the small stage's output, not for the big one's."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_remote_names_no_space_and_never_shares_a_record_without_outputs(
+    team: TeamServices, tmp_path: Path, small_tmpfs: Path
+) -> None:
+    import getpass
+
+    import yaml
+
+    from genpipe import share
+
+    env = {**team.client_env(), "PATH": f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"}
+    dvc = [str(venv_bin() / "dvc")]
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{team.ports['DVC_REMOTE_SSH_PORT']}{small_tmpfs}"
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "dvc.yaml").write_text(TWO_STAGES)
+    (a / "numbers.txt").write_text("1 2 3")
+    _run([*git, "init", "-q"], a, env)
+    _run([*dvc, "init", "-q"], a, env)
+    _run([*dvc, "repro"], a, env)
+    _run([*git, "add", "-A"], a, env)
+    _run([*git, "commit", "-qm", "two stages"], a, env)
+    for repo in (a,):
+        _run([*dvc, "remote", "add", "--local", "-d", "full", url], repo, env)
+        _run(
+            [
+                *dvc,
+                "remote",
+                "modify",
+                "--local",
+                "full",
+                "keyfile",
+                env["GENPIPE_DVC_REMOTE_KEYFILE"],
+            ],
+            repo,
+            env,
+        )
+
+    with pytest.raises(share.ShareError) as err:
+        share.push(a)
+    message = str(err.value)
+    assert "no space left on the remote" in message and str(small_tmpfs) in message, message
+    assert "no run record was pushed for big" in message
+
+    # what the remote holds: records only with every output they name
+    records = [p for p in (small_tmpfs / "runs").rglob("*") if p.is_file()]
+    assert len(records) == 1  # small's
+    for record in records:
+        for out in yaml.safe_load(record.read_text())["outs"]:
+            path = small_tmpfs / "files" / "md5" / out["md5"][:2] / out["md5"][2:]
+            assert path.is_file(), out
+
+    # B, a fresh clone: its pull restores the small stage and runs the big one, never half
+    b = tmp_path / "b"
+    _run(["git", "clone", "-q", str(a), str(b)], tmp_path, env)
+    _run([*dvc, "remote", "add", "--local", "-d", "full", url], b, env)
+    _run(
+        [*dvc, "remote", "modify", "--local", "full", "keyfile", env["GENPIPE_DVC_REMOTE_KEYFILE"]],
+        b,
+        env,
+    )
+    out = _run([*dvc, "repro", "--pull"], b, env)
+    assert "Running stage 'small'" not in out and "Running stage 'big'" in out, out
+    assert (b / "small.txt").read_text() == "small"
+
+
+def test_down_stops_everything_and_leaves_no_process(team: TeamServices) -> None:
+    import psutil
+
+    from genpipe.services import supervisor
+    from genpipe.services.settings import Layout
+
+    layout = Layout(team.state)
+    pids = {p.pid for p in supervisor.orphans(layout)}
+    assert len(pids) > 4  # uvicorn workers, the reaper: more than the four services
 
     done = team.cli("down")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("stopped") >= 4
-    assert [p for p in pids if processes.alive(p)] == []
-    assert processes.marked(team.state) == set()
-    assert list((team.state / "run").glob("*.pid")) == []
-    status = team.cli("status")
-    assert status.returncode == 3 and status.stdout.count("not running") == 4
+    assert done.stdout.count("stopped") >= 5  # four services and supervisord
+    assert [
+        p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+    ] == []
+    assert supervisor.orphans(layout) == []
+    code, rows = team.status()
+    assert code == 3 and rows["supervisord"][1] == "not"
     for port in team.ports.values():
-        assert not processes.port_in_use("127.0.0.1", port)
+        assert supervisor.listeners("127.0.0.1", port) == []

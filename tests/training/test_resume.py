@@ -58,7 +58,11 @@ def test_killed_then_rerun_resumes_and_equals_uninterrupted(
     resumed = train(task, params, crashed)  # the same call as the first: no resume flag
     assert resumed.finished and resumed.resumed_from == 2 and resumed.epoch == full.epoch
     assert resumed.run_id == partial.run_id  # the interrupted MLflow run is continued
-    assert mlflow.MlflowClient().get_run(resumed.run_id).info.status == "FINISHED"
+    client = mlflow.MlflowClient()
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+    for key in client.get_run(resumed.run_id).data.metrics:  # epoch 3 was logged once, not twice
+        steps = [m.step for m in client.get_metric_history(resumed.run_id, key)]
+        assert len(steps) == len(set(steps)), (key, steps)
     _assert_same_outputs(straight, crashed)
     assert resumed.exported == full.exported
     assert not work.path.exists()  # a finished run leaves no work folder behind
@@ -115,7 +119,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_marked_failed(
     with tracking.live_run("train_vae", "digits") as run:
         orphan = run.info.run_id
     mlflow.MlflowClient().update_run(orphan, status="RUNNING")  # as a killed process leaves it
-    _work("vae", params, paths).record_run(orphan)
+    _work("vae", params, paths).record_run(orphan, "gone-host:1:0", paths.out)
     result = train("vae", params, paths)
     client = mlflow.MlflowClient()
     assert client.get_run(orphan).info.status == "FAILED"

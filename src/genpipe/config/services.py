@@ -32,6 +32,7 @@ class PostgresConfig(Section):
     user: Identifier  # the password-protected role that owns both databases
     password: SecretStr | None  # None: generated once into the state folder
     mlflow_db: Identifier
+    mlflow_auth_db: Identifier  # MLflow's basic-auth users and permissions
     prefect_db: Identifier
     os_user: str = Field(min_length=1)  # the unprivileged account postgres runs as under root
     connect_timeout_seconds: int = Field(ge=1, le=60)  # libpq/asyncpg connect timeout
@@ -44,13 +45,31 @@ class PostgresConfig(Section):
         return value
 
 
+Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
 class MlflowServerConfig(Section):
+    """`mlflow server --app-name basic-auth`: clients log in as `user`; `admin_user` manages
+    accounts. Both passwords are generated into the state folder."""
+
     port: Port
     workers: int = Field(ge=1, le=16)
+    user: Account
+    admin_user: Account
 
 
 class PrefectServerConfig(Section):
+    """`prefect server start` with Prefect's API auth string `<user>:<generated password>`."""
+
     port: Port
+    user: Account
+
+
+class SupervisorConfig(Section):
+    """supervisord's restart policy for every service (its `startsecs` and `startretries`)."""
+
+    start_seconds: int = Field(ge=1, le=600)  # up this long counts as started
+    start_retries: int = Field(ge=1, le=100)  # failed starts in a row before it gives up (FATAL)
 
 
 class DvcRemoteConfig(Section):
@@ -78,8 +97,9 @@ class ServicesConfig(Section):
     prefect: PrefectServerConfig
     dvc_remote: DvcRemoteConfig
     client: ClientConfig
+    supervisor: SupervisorConfig
     start_timeout_seconds: PositiveFloat  # per service, until its readiness check passes
-    stop_timeout_seconds: PositiveFloat  # SIGTERM, then SIGKILL after this long
+    stop_timeout_seconds: PositiveFloat  # the stop signal, then SIGKILL after this long
 
     @field_validator("host")
     @classmethod

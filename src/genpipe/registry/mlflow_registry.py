@@ -283,7 +283,16 @@ def _http_decision(name: str, uri: str) -> tuple[str | None, bool]:
         f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/get?{query}"
     )
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    if token:
+    user, password = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+    )
+    if user and password:  # the team server's basic auth (make -s services-env)
+        import base64
+
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    elif token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:

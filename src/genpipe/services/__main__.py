@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -55,23 +56,20 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "down":
         manager.down(config, layout, args.services)
     elif args.command == "status":
-        rows = manager.status(config, layout)
-        for row in rows:
-            state = f"pid {row.pid}" if row.pid else "stopped"
-            verdict = "ok" if row.healthy else row.problem
-            print(f"{row.name:9} {state:11} {row.url}  {verdict}")
-        return 0 if all(row.healthy for row in rows) else 3
+        sup_pid, rows = manager.status(config, layout)
+        print("\n".join(manager.format_status(sup_pid, rows, layout)))
+        return 0 if sup_pid and all(row.healthy for row in rows) else 3
     elif args.command == "env":
         print("\n".join(manager.env_lines(config, layout)))
     elif args.command == "dvc-remote":
-        url = ssh.configure_dvc_remote(config, layout, args.repo)
+        url = ssh.configure_dvc_remote(config, layout, args.repo, dict(os.environ))
         print(f"default DVC remote {config.dvc_remote.name!r} of {args.repo}: {url}")
     elif args.command == "git-remote":
         from genpipe.config import load_params
         from genpipe.settings import project_root
 
         name = load_params(project_root() / "params.yaml").orchestration.git_remote
-        url = ssh.configure_git_remote(config, layout, args.repo, name)
+        url = ssh.configure_git_remote(config, layout, args.repo, name, dict(os.environ))
         print(f"git remote {name!r} of {args.repo}: {url} (push with `make push-code`)")
     return 0
 

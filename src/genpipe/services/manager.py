@@ -1,40 +1,53 @@
-"""up / down / status / env of the team services, in dependency order.
+"""up / down / status / env of the team services: genpipe's bootstrap around supervisord.
 
-`up` is idempotent: a service already running is left alone. If a service fails to come up, the
-ones this call started are stopped again, so a failed `up` leaves what it found. `down` stops in
-reverse order, then sweeps any process still marked as belonging to the state folder.
+genpipe prepares what the tools do not (the PostgreSQL cluster, its role and databases, keys,
+secrets, configs), writes supervisord.conf, and asks supervisord to start, stop and report the
+programs (genpipe.services.supervisor). `up` works from any half-state: a killed supervisord's
+orphaned services are stopped first, a service that gave up (FATAL) is started again, and a port
+held by something that is not ours is named with its pid and the setting to change.
 """
 
 from __future__ import annotations
 
 import shlex
-import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 
 from filelock import FileLock
 
 from genpipe.config import ServicesConfig
 from genpipe.config.services import env_var
-from genpipe.services import postgres, processes, servers, ssh, system
-from genpipe.services.processes import Service
-from genpipe.services.settings import Layout, ServiceError, postgres_password
+from genpipe.services import credentials, postgres, servers, ssh, supervisor, system
+from genpipe.services.credentials import Credentials
+from genpipe.services.settings import Layout, ServiceError
+from genpipe.services.supervisor import Program, Supervisor
 
 ORDER = ("postgres", "mlflow", "prefect", "sshd")  # start order; stop is the reverse
 Echo = Callable[[str], None]
+_PORT_KEYS = {
+    "postgres": "services.postgres.port",
+    "mlflow": "services.mlflow.port",
+    "prefect": "services.prefect.port",
+    "sshd": "services.dvc_remote.ssh_port",
+}
 
 
 @dataclass(frozen=True)
 class Status:
     name: str
-    pid: int | None
+    state: str  # supervisord's: RUNNING, STARTING, BACKOFF, FATAL, STOPPED, ... or "no supervisor"
+    pid: int | None  # supervisord's process for the service
+    port: int
+    listeners: list[int]  # what actually holds the port (the pid a user would kill)
     url: str
-    problem: str | None  # None: running and answering
+    problem: str | None  # None: it answers
 
     @property
     def healthy(self) -> bool:
-        return self.pid is not None and self.problem is None
+        """It answers, under supervisord (STARTING: up less than start_seconds so far)."""
+        return self.problem is None and self.state in ("RUNNING", "STARTING")
 
 
 def _select(names: Sequence[str] | None) -> list[str]:
@@ -46,27 +59,42 @@ def _select(names: Sequence[str] | None) -> list[str]:
     return [n for n in ORDER if n in names]
 
 
-def _services(
-    config: ServicesConfig, layout: Layout, programs: dict, password: str | None
-) -> dict[str, Service]:
+def _port(config: ServicesConfig, name: str) -> int:
+    return config.ports()[_PORT_KEYS[name]]
+
+
+def _url(config: ServicesConfig, layout: Layout, name: str) -> str:
     return {
-        "postgres": postgres.service(config, layout, programs["postgres"], password),
-        "mlflow": servers.mlflow_service(config, layout),
-        "prefect": servers.prefect_service(config, layout, password),
-        "sshd": ssh.service(config, layout, programs["sshd"]),
-    }
+        "postgres": lambda: postgres.masked_uri(config, config.postgres.mlflow_db),
+        "mlflow": lambda: servers.mlflow_url(config),
+        "prefect": lambda: servers.prefect_api_url(config),
+        "sshd": lambda: ssh.remote_url(config, layout),
+    }[name]()
 
 
-def _known_programs() -> dict:
-    """Programs for `down`/`status`, which must work even when some are missing."""
-    return {p: system.find(p) for p in system.PACKAGES}
+def probe(
+    config: ServicesConfig, layout: Layout, name: str, creds: Credentials | None
+) -> str | None:
+    """None if the service answers as its clients need it, else why not."""
+    timeout = config.postgres.connect_timeout_seconds
+    if name == "postgres":
+        return postgres.probe(config, creds.postgres) if creds else "no password yet (never up)"
+    if name == "mlflow":
+        auth = servers.basic_auth(config.mlflow.admin_user, creds.mlflow_admin) if creds else None
+        return servers.mlflow_probe(servers.mlflow_url(config), timeout, auth)
+    if name == "prefect":
+        return servers.prefect_probe(config, creds)
+    return ssh.probe(config.host, config.dvc_remote.ssh_port, timeout)
 
 
-def _saved_password(config: ServicesConfig, layout: Layout) -> str | None:
-    """The role's password if `up` has run (status must not create the state folder)."""
-    if config.postgres.password is not None or layout.postgres_password.exists():
-        return postgres_password(config, layout)
-    return None
+def _programs(config: ServicesConfig, layout: Layout, creds: Credentials) -> list[Program]:
+    programs = system.require()
+    return [
+        postgres.program(config, layout, programs["postgres"]),
+        servers.mlflow_program(config, layout, creds),
+        servers.prefect_program(config, layout, creds),
+        ssh.program(config, layout, programs["sshd"]),
+    ]
 
 
 def _lock(layout: Layout) -> FileLock:
@@ -74,24 +102,88 @@ def _lock(layout: Layout) -> FileLock:
     return FileLock(layout.run / "manager.lock")
 
 
-def _wait_ready(svc: Service, layout: Layout, record: processes.Record, timeout: float) -> None:
-    """Poll the readiness check until it passes; fail with the log tail if the process dies."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if not processes.alive(record.pid, record.start_ticks):
+def _prepare(config: ServicesConfig, layout: Layout) -> Credentials:
+    """Everything on disk the services need: secrets, the cluster, keys, configs."""
+    programs = system.require()
+    layout.prepare()
+    creds = credentials.ensure(config, layout)
+    postgres.write_pgpass(config, layout, creds.postgres)
+    postgres.init_cluster(config, layout, programs["initdb"])
+    ssh.prepare(config, layout, programs["ssh-keygen"])
+    servers.write_mlflow_auth_config(config, layout)
+    text = supervisor.render(config, layout, _programs(config, layout, creds))
+    credentials.write_private(layout.supervisor_conf, text)
+    return creds
+
+
+def _start_supervisor(
+    config: ServicesConfig, layout: Layout, echo: Echo
+) -> tuple[Supervisor, bool]:
+    """A supervisord answering on this state folder's socket, following the written config;
+    True if it was started now (any orphaned services of a killed one were stopped first)."""
+    sup = Supervisor(layout)
+    if sup.pid() is not None:
+        sup.apply_config()
+        return sup, False
+    if left := supervisor.orphans(layout):
+        killed = supervisor.stop_processes(left, config.stop_timeout_seconds)
+        note = f" ({killed} needed SIGKILL)" if killed else ""
+        echo(f"stopped {len(left)} process(es) a killed supervisord left running{note}")
+    pid = sup.start_daemon(config.start_timeout_seconds)
+    echo(f"supervisord: started (pid {pid}), socket {layout.supervisor_socket}")
+    return sup, True
+
+
+def _free_port(config: ServicesConfig, layout: Layout, name: str, sup: Supervisor) -> None:
+    """The service's port is free, or held only by leftovers of ours (which are stopped)."""
+    port = _port(config, name)
+    held = supervisor.listeners(config.host, port)
+    if not held:
+        return
+    ours = {p.pid for p in supervisor.orphans(layout)}
+    foreign = [pid for pid in held if pid not in ours]
+    if foreign:
+        key = _PORT_KEYS[name]
+        raise ServiceError(
+            f"{name}: {config.host}:{port} is held by {supervisor.describe(foreign[0])}, which "
+            f"these services did not start; stop it, or change {key} in params.yaml (or set "
+            f"{env_var(key)})"
+        )
+    import psutil
+
+    procs = [psutil.Process(pid) for pid in held]
+    supervisor.stop_processes(procs, config.stop_timeout_seconds)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _wait_ready(
+    config: ServicesConfig,
+    layout: Layout,
+    sup: Supervisor,
+    name: str,
+    check: Callable[[], str | None],
+) -> None:
+    """Poll `check` until it passes; fail with the log tail if supervisord gives up."""
+    deadline = time.monotonic() + config.start_timeout_seconds
+    while (problem := check()) is not None:
+        info = sup.info(name) or {}
+        if info.get("statename") in ("FATAL", "STOPPED", "EXITED"):
             raise ServiceError(
-                f"{svc.name} exited during start-up; last lines of {layout.log(svc.name)}:\n"
-                + processes.tail(layout.log(svc.name))
+                f"{name} did not start ({info.get('statename')}: {info.get('spawnerr') or problem}); "
+                f"last lines of {layout.log(name)}:\n{_tail(layout.log(name))}"
             )
-        problem = svc.probe()
-        if problem is None:
-            return
         if time.monotonic() >= deadline:
             raise ServiceError(
-                f"{svc.name} not ready after {timeout:.0f} s ({problem}); "
-                f"see {layout.log(svc.name)}:\n" + processes.tail(layout.log(svc.name))
+                f"{name} not ready after {config.start_timeout_seconds:.0f} s ({problem}); "
+                f"see {layout.log(name)}:\n{_tail(layout.log(name))}"
             )
-        time.sleep(processes.POLL_SECONDS)
+        time.sleep(supervisor.POLL_SECONDS * 4)
 
 
 def up(
@@ -99,118 +191,127 @@ def up(
 ) -> None:
     """Start the selected services (all by default) that are not running yet."""
     wanted = _select(names)
-    programs = system.require()
-    layout.prepare()
     with _lock(layout):
-        password = postgres_password(config, layout)
-        postgres.write_pgpass(config, layout, password)
-        services = _services(config, layout, programs, password)
-        started: list[tuple[Service, processes.Record]] = []
-        try:
-            for name in wanted:
-                svc = services[name]
-                if (record := processes.running(layout.pidfile(name))) is not None:
-                    echo(f"{name}: already running (pid {record.pid}) at {svc.url}")
-                    if name == "postgres":  # a password changed in params.yaml takes effect
-                        postgres.ensure_role_and_databases(config, layout, password)
-                    continue
-                _check_port(config, name)
-                if name == "postgres":
-                    postgres.init_cluster(config, layout, programs["initdb"])
-                if name == "sshd":
-                    ssh.prepare(config, layout, programs["ssh-keygen"])
-                record = processes.start(svc, layout.pidfile(name), layout.log(name), layout.root)
-                started.append((svc, record))
-                if name == "postgres":  # the others need the role and databases
-                    _wait_ready(
-                        _socket_probe(svc, config, layout),
-                        layout,
-                        record,
-                        config.start_timeout_seconds,
-                    )
-                    postgres.ensure_role_and_databases(config, layout, password)
-            for svc, record in started:
-                _wait_ready(svc, layout, record, config.start_timeout_seconds)
-                echo(f"{svc.name}: started (pid {record.pid}) at {svc.url}")
-        except BaseException:
-            for svc, record in reversed(started):
-                processes.stop(record, svc.stop_signal, config.stop_timeout_seconds)
-                layout.pidfile(svc.name).unlink(missing_ok=True)
-            raise
-
-
-def _socket_probe(svc: Service, config: ServicesConfig, layout: Layout) -> Service:
-    """The postgres service whose readiness is 'the superuser gets in over the socket'."""
-    return replace(svc, probe=lambda: postgres.probe_socket(config, layout))
-
-
-_PORT_KEYS = {
-    "postgres": "services.postgres.port",
-    "mlflow": "services.mlflow.port",
-    "prefect": "services.prefect.port",
-    "sshd": "services.dvc_remote.ssh_port",
-}
-
-
-def _check_port(config: ServicesConfig, name: str) -> None:
-    key = _PORT_KEYS[name]
-    port = config.ports()[key]
-    if processes.port_in_use(config.host, port):
-        raise ServiceError(
-            f"{name}: {config.host}:{port} is in use (or not an address of this host); "
-            f"stop what holds it or change {key} in params.yaml (or set {env_var(key)})"
-        )
+        creds = _prepare(config, layout)
+        sup, fresh = _start_supervisor(config, layout, echo)
+        if fresh:  # nothing of ours runs now: a subset alone would miss its database
+            wanted = list(ORDER)
+        started = []
+        for name in wanted:
+            info = sup.info(name) or {}
+            if info.get("statename") in supervisor.RUNNING_STATES:
+                echo(f"{name}: already running (pid {info['pid']}) at {_url(config, layout, name)}")
+                if name == "postgres":  # a password changed in params.yaml takes effect
+                    postgres.ensure_role_and_databases(config, layout, creds.postgres)
+                continue
+            _free_port(config, layout, name, sup)
+            sup.call("startProcess", name, False)
+            started.append(name)
+            if name == "postgres":  # the others need the role and databases
+                _wait_ready(
+                    config, layout, sup, name, lambda: postgres.probe_socket(config, layout)
+                )
+                postgres.ensure_role_and_databases(config, layout, creds.postgres)
+        for name in wanted:  # started, or found running: each must answer as clients need
+            _wait_ready(config, layout, sup, name, lambda n=name: probe(config, layout, n, creds))
+            if name == "mlflow":
+                servers.ensure_mlflow_client_account(config, creds)
+            if name in started:
+                pid = (sup.info(name) or {}).get("pid")
+                echo(f"{name}: started (pid {pid}) at {_url(config, layout, name)}")
 
 
 def down(
     config: ServicesConfig, layout: Layout, names: Sequence[str] | None = None, echo: Echo = print
 ) -> None:
-    """Stop the selected services (all by default): SIGTERM (postgres: SIGINT, its fast
-    shutdown), then SIGKILL after services.stop_timeout_seconds."""
+    """Stop the selected services (all by default), each as a whole process group; stopping all
+    also stops supervisord and anything its services left behind."""
     wanted = _select(names)
-    services = _services(config, layout, _known_programs(), None)
     with _lock(layout):
-        for name in reversed(wanted):
-            pidfile = layout.pidfile(name)
-            record = processes.running(pidfile)
-            if record is None:
-                echo(f"{name}: not running")
-                continue
-            killed = processes.stop(record, services[name].stop_signal, config.stop_timeout_seconds)
-            pidfile.unlink(missing_ok=True)
-            note = f" (SIGKILL after {config.stop_timeout_seconds:.0f} s)" if killed else ""
-            echo(f"{name}: stopped{note}")
-        if len(wanted) == len(ORDER) and (strays := processes.marked(layout.root)):
-            processes.terminate(strays, signal.SIGTERM, config.stop_timeout_seconds)
-            echo(f"stopped {len(strays)} leftover process(es) of {layout.root}")
+        sup = Supervisor(layout)
+        if sup.pid() is not None:
+            for name in reversed(wanted):
+                info = sup.info(name) or {}
+                if info.get("statename") not in supervisor.RUNNING_STATES:
+                    echo(f"{name}: not running")
+                    continue
+                sup.call("stopProcess", name, True)
+                echo(f"{name}: stopped")
+            if len(wanted) == len(ORDER):
+                sup.shutdown(config.stop_timeout_seconds * 2)
+                echo("supervisord: stopped")
+        elif names:
+            echo("supervisord: not running")
+        if len(wanted) == len(ORDER) and (left := supervisor.orphans(layout)):
+            supervisor.stop_processes(left, config.stop_timeout_seconds)
+            echo(f"stopped {len(left)} leftover process(es) of {layout.root}")
 
 
-def status(config: ServicesConfig, layout: Layout) -> list[Status]:
-    """Each service: its pid if running, and whether its readiness check passes now."""
-    services = _services(config, layout, _known_programs(), _saved_password(config, layout))
-    result = []
+def status(config: ServicesConfig, layout: Layout) -> tuple[int | None, list[Status]]:
+    """supervisord's pid, and per service: its state, pid, who holds its port, whether it answers."""
+    creds = credentials.saved(config, layout)
+    sup = Supervisor(layout)
+    sup_pid = sup.pid()
+    rows = []
     for name in ORDER:
-        svc = services[name]
-        record = processes.running(layout.pidfile(name))
-        problem = "not running" if record is None else svc.probe()
-        result.append(Status(name, record.pid if record else None, svc.url, problem))
-    return result
+        info = (sup.info(name) if sup_pid else None) or {}
+        state = info.get("statename", "no supervisor" if sup_pid is None else "unknown")
+        pid = info.get("pid") or None
+        port = _port(config, name)
+        held = supervisor.listeners(config.host, port)
+        problem = probe(config, layout, name, creds) if held else f"nothing listens on port {port}"
+        rows.append(Status(name, state, pid, port, held, _url(config, layout, name), problem))
+    return sup_pid, rows
+
+
+def format_status(sup_pid: int | None, rows: Sequence[Status], layout: Layout) -> list[str]:
+    lines = [
+        f"supervisord  pid {sup_pid}  unix://{layout.supervisor_socket}"
+        if sup_pid
+        else f"supervisord  not running ({layout.supervisor_socket}): `make services-up`"
+    ]
+    for row in rows:
+        held = ",".join(map(str, row.listeners)) or "-"
+        verdict = "ok" if row.problem is None else row.problem
+        if row.problem is None and not row.healthy:
+            verdict = f"answers, but supervisord says {row.state}: `make services-up`"
+        pid = row.pid if row.pid else "-"
+        lines.append(
+            f"{row.name:9} {row.state:9} pid {pid!s:7} port {row.port} held by pid {held:7} "
+            f"{row.url}  {verdict}"
+        )
+    return lines
 
 
 def client_environment(config: ServicesConfig, layout: Layout) -> dict[str, str]:
-    """What a client (a stage, a Prefect worker, a person's shell) sets to use the services."""
+    """What a client (a stage, a Prefect worker, a person's shell, another checkout) sets to use
+    the services: addresses, credentials, and the state folder and settings they came from."""
+    creds = credentials.saved(config, layout)
+    if creds is None:
+        raise ServiceError(f"no credentials in {layout.secrets} yet: run `make services-up` first")
     client = config.client
+    ssh_cmd = 'ssh -i "$GENPIPE_DVC_REMOTE_KEYFILE" -o UserKnownHostsFile="$GENPIPE_SSH_KNOWN_HOSTS ~/.ssh/known_hosts"'
     return {
         "MLFLOW_TRACKING_URI": servers.mlflow_url(config),
+        "MLFLOW_TRACKING_USERNAME": config.mlflow.user,
+        "MLFLOW_TRACKING_PASSWORD": creds.mlflow_client,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(client.http_max_retries),
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(client.http_backoff_factor),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(client.http_timeout_seconds),
         "PREFECT_API_URL": servers.prefect_api_url(config),
+        "PREFECT_API_AUTH_STRING": creds.prefect_auth_string(config),
+        # the services these came from: `make services-status` / `services-dvc-remote` in any
+        # checkout find the same ones
+        env_var("services.state_dir"): str(layout.root),
+        env_var("services.host"): config.host,
+        **{env_var(key): str(port) for key, port in config.ports().items()},
         "GENPIPE_DVC_REMOTE_URL": ssh.remote_url(config, layout),
         "GENPIPE_DVC_REMOTE_KEYFILE": str(ssh.client_key(layout)),
-        # for workers (pipelines/worker.py): the code repo behind the same sshd, and its host key
+        # the code repo behind the same sshd (teammates and workers clone it), and its host key;
+        # git runs GIT_SSH_COMMAND through the shell, so it follows the two variables above
         "GENPIPE_CODE_REMOTE_URL": ssh.code_remote_url(config, layout),
         "GENPIPE_SSH_KNOWN_HOSTS": str(ssh.known_hosts(layout)),
+        "GIT_SSH_COMMAND": ssh_cmd,
     }
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import stat
 import subprocess
 from pathlib import Path
 
 from genpipe.config import ServicesConfig
-from genpipe.services.processes import Service
-from genpipe.services.settings import Layout, ServiceError, url_host, write_private
+from genpipe.services.credentials import write_private
+from genpipe.services.settings import Layout, ServiceError, url_host
+from genpipe.services.supervisor import Program
 
 SUPERUSER = "postgres"
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux
@@ -42,12 +42,13 @@ def masked_uri(config: ServicesConfig, database: str, driver: str = "postgresql"
     return f"{driver}://{pg.user}:***@{url_host(config.host)}:{pg.port}/{database}"
 
 
-def mlflow_backend_uri(config: ServicesConfig) -> str:
-    """The MLflow server's store; the password comes from PGPASSFILE, not the command line."""
+def mlflow_backend_uri(config: ServicesConfig, database: str | None = None) -> str:
+    """The MLflow server's store (or its auth database); the password comes from PGPASSFILE,
+    not the command line."""
     pg = config.postgres
     return (
-        f"postgresql+psycopg2://{pg.user}@{url_host(config.host)}:{pg.port}/{pg.mlflow_db}"
-        f"?connect_timeout={pg.connect_timeout_seconds}"
+        f"postgresql+psycopg2://{pg.user}@{url_host(config.host)}:{pg.port}/"
+        f"{database or pg.mlflow_db}?connect_timeout={pg.connect_timeout_seconds}"
     )
 
 
@@ -129,9 +130,7 @@ def init_cluster(config: ServicesConfig, layout: Layout, initdb: Path) -> bool:
     return True
 
 
-def service(
-    config: ServicesConfig, layout: Layout, postgres: Path | None, password: str | None
-) -> Service:
+def program(config: ServicesConfig, layout: Layout, postgres: Path) -> Program:
     """The postgres server; SIGINT is its fast shutdown (SIGTERM would wait for every client)."""
     argv = [
         str(postgres), "-D", str(layout.postgres_data), "-p", str(config.postgres.port),
@@ -139,16 +138,8 @@ def service(
         "-c", f"unix_socket_directories={layout.postgres}",
         "-c", "password_encryption=scram-sha-256",
     ]  # fmt: skip
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    return Service(
-        name="postgres",
-        argv=argv,
-        env=env,
-        cwd=layout.postgres,
-        url=masked_uri(config, config.postgres.mlflow_db),
-        probe=lambda: probe(config, password) if password else "never started (no password yet)",
-        user=run_as(config),
-        stop_signal=signal.SIGINT,
+    return Program(
+        "postgres", argv, {"LANG": "C.UTF-8"}, layout.postgres, run_as(config), stop_signal="INT"
     )
 
 
@@ -195,7 +186,7 @@ def probe(config: ServicesConfig, password: str) -> str | None:
 
 
 def ensure_role_and_databases(config: ServicesConfig, layout: Layout, password: str) -> None:
-    """Create (or update the password of) the role and create both databases it owns."""
+    """Create (or update the password of) the role and create the databases it owns."""
     from psycopg2 import sql
 
     pg = config.postgres
@@ -211,7 +202,7 @@ def ensure_role_and_databases(config: ServicesConfig, layout: Layout, password: 
                 sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD %s").format(sql.Identifier(pg.user)),
                 (password,),
             )
-            for db in (pg.mlflow_db, pg.prefect_db):
+            for db in (pg.mlflow_db, pg.mlflow_auth_db, pg.prefect_db):
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
                 if cur.fetchone() is None:
                     cur.execute(

@@ -6,7 +6,6 @@ The layout is the one place that names files inside the state folder; every othe
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,18 +55,30 @@ class Layout:
         return cls((project or project_root()) / config.state_dir)
 
     @property
-    def run(self) -> Path:  # pid files and the manager's lock
+    def run(self) -> Path:  # supervisord's socket and pid file, the manager's lock
         return self.root / "run"
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
 
-    def pidfile(self, service: str) -> Path:
-        return self.run / f"{service}.pid"
-
     def log(self, service: str) -> Path:
         return self.logs / f"{service}.log"
+
+    @property
+    def supervisor_conf(self) -> Path:  # 0600: the services' environments hold secrets
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run / "supervisor.sock"
+
+    @property
+    def secrets(self) -> Path:  # 0700: generated passwords, one 0600 file each
+        return self.root / "secrets"
+
+    def secret(self, name: str) -> Path:
+        return self.secrets / name
 
     @property
     def postgres(self) -> Path:  # owned by the postgres account: data dir and socket
@@ -78,12 +89,12 @@ class Layout:
         return self.postgres / "data"
 
     @property
-    def postgres_password(self) -> Path:
-        return self.root / "postgres.password"
-
-    @property
     def pgpass(self) -> Path:  # libpq's password file, so no password is on a command line
         return self.root / "pgpass"
+
+    @property
+    def mlflow_auth_config(self) -> Path:  # MLFLOW_AUTH_CONFIG_PATH of the basic-auth app
+        return self.root / "mlflow-auth.ini"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -111,7 +122,7 @@ class Layout:
         # The postgres account must traverse to its data dir; nothing here is secret but keys
         # and passwords, which are 0600 files.
         self.root.chmod(0o711)
-        for folder in (self.ssh, self.dvc_remote):
+        for folder in (self.ssh, self.dvc_remote, self.secrets):
             folder.mkdir(mode=0o700, exist_ok=True)
 
 
@@ -123,15 +134,6 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     tmp.replace(path)
-
-
-def postgres_password(config: ServicesConfig, layout: Layout) -> str:
-    """The role's password: from params/env, else generated once into the state folder."""
-    if config.postgres.password is not None:
-        return config.postgres.password.get_secret_value()
-    if not layout.postgres_password.exists():
-        write_private(layout.postgres_password, secrets.token_urlsafe(24) + "\n")
-    return layout.postgres_password.read_text().strip()
 
 
 def url_host(host: str) -> str:

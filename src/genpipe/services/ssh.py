@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 from genpipe.config import ServicesConfig
-from genpipe.services.processes import Service
 from genpipe.services.settings import Layout, ServiceError, url_host
+from genpipe.services.supervisor import Program, venv_bin
 
 _PRIVSEP_DIR = Path("/run/sshd")  # sshd under root insists on this (tmpfiles.d makes it at boot)
 
@@ -50,20 +50,35 @@ def code_remote_url(config: ServicesConfig, layout: Layout) -> str:
     )
 
 
+# HEAD of the bare repo follows the first branch pushed to it, so `git clone` checks that branch
+# out (a bare repo's HEAD names `master` whatever the pushers call their branch).
+_POST_RECEIVE = """#!/bin/sh
+# written by genpipe.services: HEAD follows the pushed branch while it names none that exists
+git rev-parse --quiet --verify HEAD >/dev/null && exit 0
+while read old new ref; do
+    case "$ref" in refs/heads/*) git symbolic-ref HEAD "$ref"; exit 0 ;; esac
+done
+"""
+
+
 def init_code_repo(layout: Layout) -> None:
-    """The bare git repo the same sshd serves (pipelines/dispatch.py: workers clone a flow run's
-    commit from it). Serving any reachable commit lets a clone fetch a SHA no branch names."""
-    if (layout.code_repo / "HEAD").exists():
-        return
-    tmp = layout.code_repo.with_name(layout.code_repo.name + ".new")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for args in (
-        ["init", "-q", "--bare", str(tmp)],
-        ["-C", str(tmp), "config", "uploadpack.allowReachableSHA1InWant", "true"],
-        ["-C", str(tmp), "config", "uploadpack.allowFilter", "true"],
-    ):
-        subprocess.run(["git", *args], check=True, capture_output=True)
-    tmp.replace(layout.code_repo)
+    """The bare git repo the same sshd serves (workers clone a flow run's commit from it, and
+    teammates clone and pull). Serving any reachable commit lets a clone fetch a SHA no branch
+    names."""
+    if not (layout.code_repo / "HEAD").exists():
+        tmp = layout.code_repo.with_name(layout.code_repo.name + ".new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for args in (
+            ["init", "-q", "--bare", str(tmp)],
+            ["-C", str(tmp), "config", "uploadpack.allowReachableSHA1InWant", "true"],
+            ["-C", str(tmp), "config", "uploadpack.allowFilter", "true"],
+        ):
+            subprocess.run(["git", *args], check=True, capture_output=True)
+        tmp.replace(layout.code_repo)
+    hook = layout.code_repo / "hooks" / "post-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(_POST_RECEIVE)
+    hook.chmod(0o755)
 
 
 def _keygen(ssh_keygen: Path, path: Path, comment: str) -> None:
@@ -120,19 +135,10 @@ Subsystem sftp internal-sftp
     init_code_repo(layout)
 
 
-def service(config: ServicesConfig, layout: Layout, sshd: Path | None) -> Service:
+def program(config: ServicesConfig, layout: Layout, sshd: Path) -> Program:
     """sshd in the foreground (-D), logging to stderr (-e) and so to its log file."""
     argv = [str(sshd), "-D", "-e", "-f", str(layout.ssh / "sshd_config")]
-    host, port = config.host, config.dvc_remote.ssh_port
-    timeout = config.postgres.connect_timeout_seconds
-    return Service(
-        name="sshd",
-        argv=argv,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-        cwd=layout.ssh,
-        url=remote_url(config, layout),
-        probe=lambda: probe(host, port, timeout),
-    )
+    return Program("sshd", argv, {}, layout.ssh)
 
 
 def probe(host: str, port: int, timeout: float) -> str | None:
@@ -145,17 +151,26 @@ def probe(host: str, port: int, timeout: float) -> str | None:
     return None if banner.startswith(b"SSH-2.0-") else f"{host}:{port}: not an SSH server"
 
 
-def configure_dvc_remote(config: ServicesConfig, layout: Layout, repo: Path) -> str:
+def configure_dvc_remote(
+    config: ServicesConfig, layout: Layout, repo: Path, environ: dict[str, str]
+) -> str:
     """Make the services' remote the default of the DVC repo at `repo` (in .dvc/config.local:
-    the URL holds this host's state path and the key is personal)."""
-    from genpipe.services.servers import venv_bin
-
+    the URL and the key path are this machine's). The URL and key come from the environment
+    `make -s services-env` prints (GENPIPE_DVC_REMOTE_URL, GENPIPE_DVC_REMOTE_KEYFILE), so any
+    checkout gets the team's; without them, from this checkout's services settings."""
     name = config.dvc_remote.name
     dvc = str(venv_bin() / "dvc")
-    url = remote_url(config, layout)
+    url = environ.get("GENPIPE_DVC_REMOTE_URL") or remote_url(config, layout)
+    key = Path(environ.get("GENPIPE_DVC_REMOTE_KEYFILE") or client_key(layout))
+    if not key.is_file():
+        raise ServiceError(
+            f"no DVC remote key at {key}: set GENPIPE_DVC_REMOTE_URL and GENPIPE_DVC_REMOTE_KEYFILE "
+            '(eval "$(make -s services-env)" on the services host, or copy its key here and '
+            "export its path), then `make services-dvc-remote` again"
+        )
     for args in (
         ["remote", "add", "--local", "--force", "--default", name, url],
-        ["remote", "modify", "--local", name, "keyfile", str(client_key(layout))],
+        ["remote", "modify", "--local", name, "keyfile", str(key)],
     ):
         done = subprocess.run([dvc, *args], cwd=repo, capture_output=True, text=True)
         if done.returncode != 0:
@@ -163,10 +178,12 @@ def configure_dvc_remote(config: ServicesConfig, layout: Layout, repo: Path) -> 
     return url
 
 
-def configure_git_remote(config: ServicesConfig, layout: Layout, repo: Path, name: str) -> str:
+def configure_git_remote(
+    config: ServicesConfig, layout: Layout, repo: Path, name: str, environ: dict[str, str]
+) -> str:
     """Add (or repoint) the git remote `name` of the checkout at `repo` to the services' code
-    repo, so `make push-code` and the dispatching flow find it."""
-    url = code_remote_url(config, layout)
+    repo (GENPIPE_CODE_REMOTE_URL when set), so `make push-code` and the flow find it."""
+    url = environ.get("GENPIPE_CODE_REMOTE_URL") or code_remote_url(config, layout)
     current = subprocess.run(
         ["git", "-C", str(repo), "remote", "get-url", name], capture_output=True, text=True
     )

@@ -16,9 +16,12 @@ from genpipe.stages import _cli
 log = logging.getLogger(__name__)
 
 
-def register(decision: Path, root: Path) -> None:
+def register(decision: Path, root: Path, work: Path) -> None:
+    from genpipe import tracking
     from genpipe.registry.reconcile import in_sync
 
+    for line in tracking.clean_orphans(work):  # even when the trainings came from the run-cache
+        log.info("%s", line)
     record = _cli.read_json(decision, "decision", "decide")
     if in_sync(record):
         print(f"registry holds decision {record['decision_id'][:12]}", file=sys.stderr)
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--root", type=Path, default=Path("."), help="folder the decision's paths are under"
     )
+    p.add_argument(
+        "--work", type=Path, required=True, help="resume folders of the trainings (.genpipe/work)"
+    )
     args = p.parse_args(argv)
-    return _cli.run("register", lambda: register(args.decision, args.root))
+    return _cli.run("register", lambda: register(args.decision, args.root, args.work))
 
 
 if __name__ == "__main__":

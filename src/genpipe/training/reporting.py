@@ -38,22 +38,30 @@ def write_plots(path: Path, history: list[dict]) -> None:
 
 
 class MlflowReporter:
-    """Logs into the active MLflow run; `grids` renders the current sample/recon images."""
+    """Logs into the active MLflow run; `grids` renders the current sample/recon images.
 
-    def __init__(self, plots_path: Path | None, grids: GridFn) -> None:
+    `logged`: the last epoch the run already holds (a resumed run redoes the epochs after its
+    last checkpoint, bit-identical; MLflow keeps every logged point, so they are not sent twice).
+    """
+
+    def __init__(self, plots_path: Path | None, grids: GridFn, logged: int = 0) -> None:
         self.plots_path = plots_path
         self.grids = grids
+        self.logged = logged
 
     def log_epoch(self, epoch: int, metrics: dict[str, float], history: list[dict]) -> None:
         import mlflow
 
-        mlflow.log_metrics(metrics, step=epoch)
+        if epoch > self.logged:
+            mlflow.log_metrics(metrics, step=epoch)
         if self.plots_path is not None:
             write_plots(self.plots_path, history)
 
     def log_images(self, epoch: int) -> None:
         import mlflow
 
+        if epoch <= self.logged:
+            return
         with tempfile.TemporaryDirectory() as tmp:
             for name, images in self.grids().items():
                 path = Path(tmp) / f"epoch_{epoch:04d}.png"

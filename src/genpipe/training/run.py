@@ -142,16 +142,19 @@ def _train(
         else contextlib.nullcontext()
     )
     with process.activated(runtime, threads), tracked as run:
+        logged = 0
         if run is not None:
+            # a killed attempt logged the epochs after its last checkpoint already
+            logged = tracking.logged_through(state.run_id) if state.run_id else 0
             state.run_id = run.info.run_id
-            work.record_run(state.run_id)
+            work.record_run(state.run_id, tracking.owner(), paths.out)
         try:
             state = loop.fit(
                 task,
                 batches,
                 schedule,
                 state,
-                MlflowReporter(paths.plots, task.grids),
+                MlflowReporter(paths.plots, task.grids, logged),
                 lambda s: loop.save(task, work.last, work.key, s),
                 ranks,
             )
@@ -163,14 +166,16 @@ def _train(
         metrics = {k: v for k, v in (state.history[-1] if state.history else {}).items()}
         metrics.pop("epoch", None)
         finished = state.epoch >= task.epochs
-        exported = _export(task, paths.out, state, run) if finished and run is not None else {}
+        exported = (
+            _export(task, paths.out, state, run, work.key) if finished and run is not None else {}
+        )
     ranks.barrier()  # the others wait for rank 0's outputs
     if finished and ranks.is_main:
         work.finish()
     return TrainResult(state.run_id or "", state.epoch, metrics, exported, finished, resumed_from)
 
 
-def _export(task: loop.Task, out: Path, state: loop.FitState, run) -> dict[str, float]:
+def _export(task: loop.Task, out: Path, state: loop.FitState, run, key: str) -> dict[str, float]:
     """Model file(s) and previews in the model dir, the same files in MLflow, run.json."""
     import mlflow
 
@@ -182,6 +187,7 @@ def _export(task: loop.Task, out: Path, state: loop.FitState, run) -> dict[str, 
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
             "experiment_name": mlflow.get_experiment(run.info.experiment_id).name,
+            "work_key": key,  # the resume folder this result came from (tracking.clean_orphans)
         },
     )
     mlflow.log_metrics({**exported.metrics, "exported_epoch": chosen})

@@ -5,6 +5,11 @@ in a git-ignored folder keyed by everything that shapes the result (task, params
 data hash, genpipe's code): after a crash, the next `dvc repro` of the same stage finds the same
 key and resumes; any change gives a new key, so a checkpoint is never resumed under another
 config. A finished run deletes its folder (the run-cache keeps the result).
+
+The folder's run.json names the MLflow run, the process that owns it and the stage's output
+folder, whose own run.json names the key it was exported from: the always-run stage cleans a
+folder whose owner is gone and whose result is already the stage's output (restored from the
+run-cache, say) through genpipe.tracking.clean_orphans.
 """
 
 from __future__ import annotations
@@ -63,8 +68,10 @@ class WorkDir:
         except (FileNotFoundError, KeyError, json.JSONDecodeError):
             return None
 
-    def record_run(self, run_id: str) -> None:
-        io.write_json(self.path / "run.json", {"run_id": run_id})
+    def record_run(self, run_id: str, owner: str, out: Path) -> None:
+        io.write_json(
+            self.path / "run.json", {"run_id": run_id, "owner": owner, "out": out.as_posix()}
+        )
 
     def fresh(self) -> None:
         """Start over in this key's folder: no snapshot of an earlier attempt may leak in."""

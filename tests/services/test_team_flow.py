@@ -1,0 +1,133 @@
+"""README "Running genpipe for a team", run as written: the services host's block, then teammate A
+(a clone of the code repo in its own folder: runs the pipeline, `make share`), then teammate B (a
+fresh clone in another folder: pulls, and its `dvc repro` runs only the registry check).
+
+The one substitution: `make install` becomes a link to the test's venv (same packages, no
+download). The services run on free ports and a short state folder, set as a host's admin would
+with GENPIPE_SERVICES_* variables; these are the services' own, so they are started by the
+README's `make services-up` here and stopped by its `make services-down`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, copy_project
+from tests.e2e.test_dvc_pipeline import ran
+from tests.e2e.tiny import shrink_params
+from tests.services.conftest import exports, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+VENV = Path(sys.executable).parent.parent
+INSTALL = "make install && source .venv/bin/activate"
+
+
+def readme_blocks() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Running genpipe for a team") : text.index("**In production**")]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)
+
+
+def link_venv(checkout: Path) -> str:
+    """What stands for `make install`: the test's venv, and a pyproject.toml older than its stamp
+    (a fresh clone's is new, and make would reinstall)."""
+    return f"ln -s {VENV} .venv && touch -d @0 pyproject.toml && source .venv/bin/activate"
+
+
+def run_block(block: str, cwd: Path, env: dict[str, str]) -> str:
+    script = block.replace(INSTALL, link_venv(cwd))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"README block failed in {cwd}:\n{script}\n---\n{out[-6000:]}"
+    return out
+
+
+def test_the_readme_team_flow_with_two_clones(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from genpipe.services import supervisor
+    from genpipe.services.settings import Layout
+
+    services_block, share_block, pull_block = readme_blocks()[:3]
+    assert "make share" in share_block and "dvc pull" in pull_block
+    home = tmp_path / "home"
+    home.mkdir()
+    state = Path(tempfile.mkdtemp(prefix="gp-flow-"))  # short: the postgres socket lives in it
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "PREFECT_", "GENPIPE_", "GIT_"))
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "PREFECT_HOME": str(home / ".prefect"),
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+            "GENPIPE_SERVICES_STATE_DIR": str(state),
+            "GENPIPE_SERVICES_START_TIMEOUT_SECONDS": "900",  # a busy shared machine
+            **{
+                f"GENPIPE_SERVICES_{key}": str(free_port())
+                for key in ("POSTGRES_PORT", "MLFLOW_PORT", "PREFECT_PORT", "DVC_REMOTE_SSH_PORT")
+            },
+        }
+    )  # fmt: skip
+    host = copy_project(tmp_path / "host" / "genpipe")  # the services host's checkout
+    shrink_params(host, {"evaluate": {"draws": 2}})
+    (host / "dvc.lock").unlink(missing_ok=True)
+    for args in (["add", "-A"], ["commit", "-qm", "tiny params for the team flow"]):
+        subprocess.run(["git", *args], cwd=host, env=env, check=True, capture_output=True)
+    subprocess.run(["bash", "-c", link_venv(host)], cwd=host, check=True)
+    try:
+        run_block(services_block, host, env)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        a_out = run_block(share_block, tmp_path / "a", env)
+        assert {"check_params", "train_vae", "train_gan", "evaluate", "register"} <= ran(a_out)
+        assert "pushed to git remote 'origin'" in a_out, a_out[-3000:]
+
+        b_out = run_block(pull_block, tmp_path / "b", env)
+        assert ran(b_out) == {"register"}, b_out[-4000:]
+        assert "registry holds decision" in b_out
+        b = tmp_path / "b" / "genpipe-theirs"
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=b, capture_output=True, text=True, check=True
+        )
+        assert status.stdout == ""  # the check changed nothing
+        assert (b / "data/models/gan/model.pt").exists()
+
+        client_env = exports((home / "team.env").read_text())
+        client = MlflowClient(tracking_uri=client_env["MLFLOW_TRACKING_URI"])
+        os.environ.update(
+            {k: client_env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        )
+        try:
+            runs = client.search_runs(
+                [client.get_experiment_by_name("genpipe-digits").experiment_id]
+            )
+        finally:
+            for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(k, None)
+        names = [r.info.run_name for r in runs]
+        assert names.count("train_gan") == 1, names  # trained once, by A
+        assert (home / "team.env").stat().st_mode & 0o777 == 0o600
+    finally:
+        subprocess.run(["make", "services-down"], cwd=host, env=env, capture_output=True)
+        if left := supervisor.orphans(Layout(state)):
+            supervisor.stop_processes(left, 30)
+        subprocess.run(["rm", "-rf", str(state)], check=False)
