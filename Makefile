@@ -33,11 +33,13 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 ## Re-resolve requirements.lock from pyproject.toml (after changing a dependency), then install it.
+## Existing pins stay; LOCK_ARGS=--upgrade moves every package to its newest admitted release.
+LOCK_ARGS ?=
 .PHONY: lock
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra dev --strip-extras --no-emit-index-url \
 		--no-emit-find-links -o requirements.lock pyproject.toml
 	$(MAKE) install
 
