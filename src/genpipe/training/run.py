@@ -145,6 +145,9 @@ def _train(
         if run is not None:
             state.run_id = run.info.run_id
             work.record_run(state.run_id)
+            tracking.log_dataset(
+                run.info.run_id, data.dataset, paths.prepared, data.data_hash, stage
+            )
         try:
             state = loop.fit(
                 task,
