@@ -221,14 +221,15 @@ def rollback(name: str) -> dict[str, str]:
 
 def champion_version(name: str) -> str:
     """The champion's version number, or a RegistryError that says what to run first."""
+    from mlflow import get_tracking_uri
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client().get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException as exc:
         raise RegistryError(
-            f"no champion for {name!r} ({exc.message[:200]}); run the pipeline (make pipeline) "
-            "first, or set MLFLOW_TRACKING_URI to the store that has it"
+            f"no champion for {name!r} in {get_tracking_uri()} ({exc.message[:200]}); run the "
+            "pipeline (make pipeline) first, or set MLFLOW_TRACKING_URI to the store that has it"
         ) from None
 
 
