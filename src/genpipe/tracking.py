@@ -307,13 +307,11 @@ def dvc_hash(path: Path) -> str | None:
     as the stage ends, so a downstream stage finds its inputs' hashes there)."""
     import yaml
 
-    root = get_settings().root
+    root = get_settings().root.resolve()
     lock = root / "dvc.lock"
-    if not lock.exists():
+    if not lock.exists() or not Path(path).resolve().is_relative_to(root):
         return None
-    rel = (
-        Path(path).resolve().relative_to(root.resolve()) if Path(path).is_absolute() else Path(path)
-    )
+    rel = Path(path).resolve().relative_to(root)
     for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
         for out in stage.get("outs", []):
             if Path(out["path"]) == rel:

@@ -24,7 +24,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def write_outputs(evaluation: Evaluation, out: Path, plots: Path) -> None:
     """report.json, every metric flat (metrics.json), panels and sample grids under `out`; the
     DVC plot tables under `plots`."""
-    report = evaluation.report.model_dump(mode="json")
+    report = evaluation.report.model_dump(mode="json", exclude_unset=True)
     io.write_json(out / "report.json", report)
     # The hash rides along so a diff of two runs shows when their numbers are not comparable.
     flat = {"protocol_hash": evaluation.report.protocol_hash, **evaluation.flat}
