@@ -219,7 +219,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health", timeout=90, proc=proc)
+        wait_http(f"{url}/health", timeout=300, proc=proc)  # a busy 2-core box is slow to start it
     except Exception:
         stop_group(proc)
         raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
