@@ -67,19 +67,30 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _prefect_slot(timeout: float) -> Iterator[None]:
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
-    with get_client(sync_client=True) as prefect, contextlib.suppress(ObjectAlreadyExists):
-        prefect.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=LIMIT, limit=1))
+    url = os.environ["PREFECT_API_URL"]
+    try:
+        with get_client(sync_client=True) as prefect, contextlib.suppress(ObjectAlreadyExists):
+            prefect.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=LIMIT, limit=1)
+            )
+    except (httpx.HTTPError, OSError) as exc:
+        raise GenpipeError(
+            f"the Prefect API at {url} (PREFECT_API_URL), which holds the registry lock, is "
+            f"unreachable ({exc}); start it (make services-up), or unset PREFECT_API_URL to "
+            "lock on this host only"
+        ) from None
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(concurrency(LIMIT, occupy=1, timeout_seconds=timeout, strict=True))
         except TimeoutError:
             raise GenpipeError(
-                f"the Prefect concurrency limit {LIMIT!r} at {os.environ['PREFECT_API_URL']} "
+                f"the Prefect concurrency limit {LIMIT!r} at {url} "
                 f"stayed taken for over {timeout:.0f} s; `prefect gcl inspect {LIMIT}` shows it"
             ) from None
         yield
