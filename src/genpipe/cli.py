@@ -202,9 +202,8 @@ def serve(
     import shutil
     import sys
 
-    from genpipe.tracking import configure_mlflow
-
     from genpipe.registry.mlflow_registry import champion_version
+    from genpipe.tracking import configure_mlflow
 
     try:
         name = _name(task, params, model)
