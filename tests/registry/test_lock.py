@@ -42,7 +42,7 @@ def test_with_a_prefect_api_the_lock_is_a_global_concurrency_limit(
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=600):  # slow to start on a busy box
         api = PREFECT_API_URL.value()
         monkeypatch.setenv("PREFECT_API_URL", api)
         with registry_lock("http://127.0.0.1:1"):
