@@ -4,9 +4,9 @@ In a throwaway copy of the project (its own git repo, MLflow store and DVC cache
 shipped params.yaml (digits) unless --tiny:
   1. cold `dvc repro` (every stage runs);
   2. no-op `dvc repro` (only the registry check runs);
-  3. `gan.lr` changed, `dvc repro` (train_gan, evaluate, decide and register rerun);
+  3. `gan.lr` changed, `dvc repro` (the GAN branch, score_champions and decide rerun);
   4. reverted, `dvc repro`: every output comes back from the run-cache, nothing trains;
-  5. the MLflow store deleted, `dvc repro`: the register stage puts the champions back.
+  5. the MLflow store deleted, `dvc repro`: the snapshot shows another store, register refills it.
 It prints each time, the stages that ran, and the revert's time as a share of the cold run's.
 
     python -m benchmarks.state [--tiny]

@@ -148,14 +148,16 @@ def rollback(
     params: ParamsOpt = Path("params.yaml"),
     model: ModelOpt = None,
 ) -> None:
-    """Move `champion` back to the previous champion (recorded in the model's tags)."""
+    """Move `champion` back to the previous champion (recorded in the model's tags); the
+    model left is never promoted again by `dvc repro`."""
     from genpipe.registry import mlflow_registry
+    from genpipe.registry.lock import registry_lock
     from genpipe.tracking import configure_mlflow
 
     try:
         name = _name(task, params, model)
-        configure_mlflow()
-        moved = mlflow_registry.rollback(name)
+        with registry_lock(configure_mlflow()):
+            moved = mlflow_registry.rollback(name)
     except GenpipeError as exc:
         raise _fail(exc) from None
     typer.echo(f"{name}: champion v{moved['from']} -> v{moved['to']}")
@@ -226,12 +228,13 @@ def serve(
     import shutil
     import sys
 
+    from genpipe.registry.mlflow_registry import champion_version
     from genpipe.tracking import configure_mlflow
 
     try:
         name = _name(task, params, model)
         uri = configure_mlflow()
-        _champion_version(name, uri)
+        champion_version(name)
     except GenpipeError as exc:
         raise _fail(exc) from None
     bin_dir = str(Path(sys.executable).parent)
@@ -242,17 +245,3 @@ def serve(
     argv += ["--workers", str(workers)]
     typer.echo(f"serving {name}@champion from {uri} on http://{host}:{port}/invocations", err=True)
     os.execvpe(mlflow_cli, argv, {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path})
-
-
-def _champion_version(name: str, uri: str) -> str:
-    """The champion's version, or a GenpipeError that says what to run first."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, "champion").version
-    except MlflowException as exc:
-        raise GenpipeError(
-            f"no champion for {name!r} in {uri} ({exc.message[:200]}); run the pipeline "
-            "(make pipeline) first, or set MLFLOW_TRACKING_URI to the store that has it"
-        ) from None

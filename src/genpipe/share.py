@@ -312,6 +312,11 @@ def share(
             "params.yaml",
             *sorted(out.def_path for s in repo.index.stages for out in s.outs),
         ]
+        if not stale:
+            # The registry snapshot may predate this checkout's own promotion: settle it (the
+            # stages after `champions` rerun without training), so the shared dvc.lock names the
+            # registry as it is and a teammate's `dvc repro` reruns nothing but the snapshot.
+            repo.reproduce()
     if stale:
         raise ShareError(
             f"the pipeline in {root} is not up to date ({', '.join(sorted(stale))}): its "

@@ -2,7 +2,8 @@
 
 (The model registry has its own module, genpipe.registry.mlflow_registry.)
 
-Two shapes of run, both with genpipe's standard tags:
+Two shapes of run, both with genpipe's standard tags, and the prepared data they saw as an MLflow
+dataset input (`log_dataset`: name, the DVC hash of data/prepared, its path):
 - `record_run`: a finished stage reports everything in one call (params, metrics, artifacts)
   with its real start and end time, so a run's duration in the UI is the stage's.
 - `live_run`: a run that stays open while a stage works, for training (per-epoch curves while it
@@ -316,6 +317,7 @@ class RunRecord:
     metrics: Mapping[str, float] = field(default_factory=dict)
     tags: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Sequence[tuple[Path, str | None]] = ()  # (file or folder, artifact path)
+    data: tuple[Path, str] | None = None  # (prepared folder, data hash): its dataset input
     failed: bool = False
 
 
@@ -344,6 +346,8 @@ def _record(client: Any, record: RunRecord) -> str:
         params = [Param(k, v) for k, v in _params(record.params)]
         for i in range(0, max(len(metrics), len(params)), _BATCH):
             client.log_batch(run_id, metrics=metrics[i : i + _BATCH], params=params[i : i + _BATCH])
+        if record.data is not None:
+            log_dataset(run_id, record.dataset, *record.data, context=record.stage)
         for path, artifact_path in record.artifacts:
             if path.is_dir():
                 client.log_artifacts(run_id, str(path), artifact_path)
@@ -520,3 +524,45 @@ def _exported(root: Path, folder: Path, out: str | None) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return bool(key) and key.startswith(folder.name)
+def dvc_hash(path: Path) -> str | None:
+    """The hash dvc.lock records for the stage output at `path` (DVC writes each stage's entry
+    as the stage ends, so a downstream stage finds its inputs' hashes there)."""
+    import yaml
+
+    root = get_settings().root.resolve()
+    lock = root / "dvc.lock"
+    if not lock.exists() or not Path(path).resolve().is_relative_to(root):
+        return None
+    rel = Path(path).resolve().relative_to(root)
+    for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []):
+            if Path(out["path"]) == rel:
+                return out.get("md5")
+    return None
+
+
+def log_dataset(run_id: str, name: str, prepared: Path, data_hash: str, context: str) -> None:
+    """Record the prepared data a run used as its MLflow dataset input: `name`, the DVC hash
+    of the folder as digest (genpipe's content hash when dvc.lock has none), its path as
+    source, so the UI shows which data a model saw."""
+    from mlflow import MlflowClient
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    digest = dvc_hash(prepared) or data_hash[:32]
+    dataset = MetaDataset(resolve_dataset_source(str(Path(prepared).resolve())), name, digest)
+    tags = [InputTag("mlflow.data.context", context), InputTag("genpipe.data_hash", data_hash)]
+    MlflowClient().log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+
+
+def download_model_file(source: str, dest: Path) -> Path:
+    """A registered pyfunc model's genpipe model file: the model is downloaded from its
+    `source` URI into `dest`, and its MLmodel names the file."""
+    import mlflow
+    import yaml
+
+    configure_mlflow()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
+    meta = yaml.safe_load((local / "MLmodel").read_text())
+    return local / meta["flavors"]["python_function"]["artifacts"]["model"]["path"]

@@ -22,7 +22,9 @@ from tests.e2e.tiny import shrink_params
 pytestmark = pytest.mark.slow
 
 STAGES = set(yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"])
-COMPUTING = STAGES - {"register"}  # register always runs: a cheap check of the registry
+# the run after a promotion: the snapshot shows this checkout's own champion, whose numbers are
+# the report's (no model runs), and register finds the registry already holds the decision
+RESNAPSHOT = {"champions", "score_champions", "decide", "register"}
 
 
 def dvc(project: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -143,11 +145,12 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
         "genpipe-digits-restoration": [1],
     }
     commit(project, "first run")
-    outputs = digest(project, "data/models", "data/eval", "data/register", "data/plots")
+    outputs = digest(project, "data/models", "data/eval/report.json", "data/plots")
 
     again = repro(project)
-    assert ran(again) == {"register"}, again
-    assert "registry holds decision" in again
+    assert ran(again) == RESNAPSHOT, again
+    assert "champion v1 = the new" in again  # score_champions reused the report's numbers
+    assert ran(repro(project)) == {"champions"}  # the no-op: only the snapshot runs
 
     # typos fail in check_params, before DVC deletes the outputs of the stage that reads them
     for typo in ({"gan": {"epochs": -3}}, {"data": {"image_size": "abc"}}):
@@ -156,37 +159,43 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
         assert failed.returncode != 0
         key = ".".join([next(iter(typo)), next(iter(next(iter(typo.values()))))])
         assert "genpipe check_params: error:" in failed.stderr and key in failed.stderr
-        assert ran(failed.stdout + failed.stderr) == {"check_params"}
-        assert digest(project, "data/models", "data/eval", "data/register", "data/plots") == outputs
+        assert ran(failed.stdout + failed.stderr) <= {"check_params", "champions"}
+        assert digest(project, "data/models", "data/eval/report.json", "data/plots") == outputs
         subprocess.run(["git", "checkout", "params.yaml"], cwd=project, check=True)
 
     # a param changed and changed back: every output comes back from DVC's run-cache
     shrink_params(project, {"gan": {"lr": {"generator": 0.0003}}})
     changed = repro(project)
-    assert ran(changed) == {"check_params", "train_gan", "evaluate", "decide", "register"}
-    versions_after_change = registry(project)
+    assert {"champions", "train_gan", "evaluate", "score_champions", "decide"} <= ran(changed)
+    assert ran(changed) <= {
+        "check_params",
+        "champions",
+        "train_gan",
+        "evaluate",
+        "score_champions",
+        "decide",
+        "register",
+    }
     subprocess.run(["git", "checkout", "params.yaml"], cwd=project, check=True)
+    repro(project)  # may re-snapshot a champion the change promoted
+    versions_after_change = registry(project)
     reverted = repro(project)
-    assert ran(reverted) == {"register"}, reverted
-    assert "Stage 'train_gan' is cached - skipping run" in reverted
-    assert digest(project, "data/models", "data/eval", "data/register", "data/plots") == outputs
-    after = registry(project)
-    assert {n: s["versions"] for n, s in after.items()} == {
-        n: s["versions"] for n, s in versions_after_change.items()
-    }  # no new version on the revert
-    assert {n: s["champion"] for n, s in after.items()} == {n: "1" for n in after}
+    assert "train_gan" not in ran(reverted) and "evaluate" not in ran(reverted)
+    assert digest(project, "data/models", "data/eval/report.json", "data/plots") == outputs
+    assert registry(project) == versions_after_change  # the revert registers nothing
 
     # the MLflow store is deleted: dvc repro puts the champions back, once
     for path in (project / "mlflow").iterdir():
         if path.name != "README.md":
             subprocess.run(["rm", "-rf", str(path)], check=True)
     refilled = repro(project)
-    assert ran(refilled) == {"register"}
+    assert ran(refilled) == RESNAPSHOT
     assert {n: (s["versions"], s["champion"]) for n, s in registry(project).items()} == {
         "genpipe-digits-generation": ([1], "1"),
         "genpipe-digits-restoration": ([1], "1"),
     }
-    assert ran(repro(project)) == {"register"}
+    assert ran(repro(project)) == RESNAPSHOT  # the snapshot of the refill
+    assert ran(repro(project)) == {"champions"}
     assert {n: s["versions"] for n, s in registry(project).items()} == {
         "genpipe-digits-generation": [1],
         "genpipe-digits-restoration": [1],
@@ -195,26 +204,18 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
     # another protocol: the champion is scored beside the new candidates under it
     shrink_params(project, {"evaluate": {"noise_sigmas": [0.2, 0.4]}})
     rescored = repro(project)
-    assert ran(rescored) == {"check_params", "evaluate", "decide", "register"}
-    report = json.loads((project / "data/eval/report.json").read_text())
+    assert {"evaluate", "score_champions", "decide"} <= ran(rescored)
+    assert "train_gan" not in ran(rescored)
+    held = json.loads((project / "data/eval/incumbents.json").read_text())
     decision = json.loads((project / "data/register/decision.json").read_text())
     for task in ("generation", "restoration"):
-        incumbent = report["incumbents"][task]
+        incumbent = held["tasks"][task]["champion"]
         assert incumbent["scored"] and incumbent["version"] == "1", incumbent
         metric = decision["tasks"][task]["metric"]
         assert incumbent["scores"][metric]["value"] is not None
         d = decision["tasks"][task]
-        best = d["verdict"]["winner"]["family"]
-        champion_family = (
-            d["challenger"]["family"] if d["champion"] == "challenger" else incumbent["family"]
-        )
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
-        held = client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
-        assert held.tags["genpipe.family"] == champion_family
-        if incumbent["same_as"] == best:  # the champion is the best new candidate itself
-            assert d["champion"] == "incumbent"
+        if incumbent["same_as"] == d["verdict"]["winner"]["family"]:
+            assert d["champion"] == "incumbent"  # the champion is the best new candidate itself
 
 
 def test_killed_training_resumes_to_the_same_result(project: Path, tmp_path: Path) -> None:
@@ -276,8 +277,8 @@ def test_two_image_folders_keep_their_own_champions(project: Path) -> None:
     for task in ("generation", "restoration"):
         assert b[f"genpipe-folder-images-b-{task}"]["champion"] == "1"
         assert b[f"genpipe-folder-images-a-{task}"] == a[f"genpipe-folder-images-a-{task}"]
-    report = json.loads((project / "data/eval/report.json").read_text())
-    assert report["incumbents"] == {}  # the other folder's champions never judge these images
+    held = json.loads((project / "data/eval/incumbents.json").read_text())
+    assert all(t["champion"] is None for t in held["tasks"].values())  # not the other folder's
 
 
 def test_bad_data_stops_the_pipeline_before_training(project: Path) -> None:

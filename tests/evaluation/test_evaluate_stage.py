@@ -12,6 +12,7 @@ import torch
 from genpipe.evaluation.evaluate import evaluate
 from genpipe.evaluation.inputs import EvaluateInputError, load_inputs
 from genpipe.evaluation.outputs import write_outputs
+from genpipe.evaluation.schema import Report
 from genpipe.models import save_model
 from tests.evaluation.conftest import save_tiny_models, write_run_json
 from tests.params import TINY as TINY_PARAMS
@@ -70,8 +71,9 @@ def check_outputs_summary(summary: dict) -> None:
 
 def check_report_schema(report: dict) -> None:
     """docs/ARCHITECTURE.md, data/eval/report.json: the registry reads exactly these keys."""
+    Report.model_validate(report)  # the model the writer and every reader share
     top = {"protocol_hash", "protocol", "dataset", "data_hash", "evaluator_hash", "models"}
-    rest = {"evaluator_accuracy", "generation", "reference", "restoration", "incumbents"}
+    rest = {"evaluator_accuracy", "generation", "reference", "restoration"}
     assert set(report) == top | rest
     assert len(report["protocol_hash"]) == 64 and isinstance(report["protocol"], dict)
     assert set(report["models"]) == {"vae", "gan"}
@@ -155,7 +157,65 @@ def test_evaluation_writes_the_report_and_outputs(
     again = _run(models_dir, digits_prepared, config)
     assert again.report == evaluation.report  # same inputs, same numbers, same protocol hash
     changed = _run(models_dir, digits_prepared, section("evaluate", **{**TINY, "seed": 1}))
-    assert changed.report["protocol_hash"] != report["protocol_hash"]
+    assert changed.report.protocol_hash != report["protocol_hash"]
+
+
+def test_a_champion_is_scored_as_the_candidates_were(
+    tmp_path: Path, digits_prepared: Path, models_dir: Path
+) -> None:
+    """score_champions on a champion that is the VAE (its weights unknown, so it is fetched and
+    scored): the numbers are the report's own, so decide compares like with like. A champion
+    whose weights hash names the GAN reuses the GAN's numbers without a model run."""
+    from genpipe.data.dataset import load_prepared
+    from genpipe.evaluation.incumbents import score_incumbents
+    from genpipe.registry.schema import Champions
+
+    for name in ("vae", "gan"):
+        write_run_json(models_dir / name, f"run-{name}", "0", "genpipe-digits")
+    config = section("evaluate", **TINY)
+    report = _run(models_dir, digits_prepared, config).report
+    champion = {"candidate_id": "c", "registered_by": "someone", "source": "models:/m-1"}
+    snapshot = Champions.model_validate(
+        {
+            "store": "1",
+            "tasks": {
+                "generation": {
+                    "model_name": "g",
+                    "champion": champion | {"version": "4", "family": "gan", "method": None,
+                                            "weights_hash": report.models["gan"].weights_hash},
+                    "rolled_back": [],
+                },
+                "restoration": {
+                    "model_name": "r",
+                    "champion": champion | {"version": "7", "family": "vae",
+                                            "method": "vae_latent_search", "weights_hash": None},
+                    "rolled_back": ["x"],
+                },
+            },
+        }
+    )  # fmt: skip
+    fetched = []
+
+    def fetch(c):
+        fetched.append(c.version)
+        return models_dir / "vae" / "model.pt"
+
+    cpu = torch.device("cpu")
+    evaluator = load_inputs(
+        digits_prepared, models_dir / "vae", models_dir / "gan", models_dir / "evaluator", cpu
+    ).evaluator.module
+    held = score_incumbents(
+        report, snapshot, load_prepared(digits_prepared), evaluator, config, cpu, fetch
+    )
+    gen, rest = held.tasks["generation"].champion, held.tasks["restoration"].champion
+    assert gen.same_as == "gan" and gen.scores == report.generation["gan"]
+    assert fetched == ["7"]  # only the champion with unknown weights was fetched
+    assert rest.scored and rest.weights_hash == report.models["vae"].weights_hash
+    assert rest.scores["psnr"].value == pytest.approx(
+        report.restoration.vae.methods["vae_latent_search"].mean["psnr"].value
+    )
+    assert held.tasks["restoration"].rolled_back == ["x"]
+    assert held.protocol_hash == report.protocol_hash
 
 
 def test_missing_run_json_names_the_file(digits_prepared: Path, models_dir: Path) -> None:
@@ -217,6 +277,9 @@ def test_both_stage_clis_on_tiny_real_models(
     assert evaluate_run.info.status == "FINISHED"
     assert evaluate_run.data.tags["genpipe.protocol_hash"] == report["protocol_hash"]
     assert evaluate_run.data.tags["genpipe.train_run_id.vae"] == "run-vae"
+    (used,) = evaluate_run.inputs.dataset_inputs  # lineage: the prepared data it saw
+    assert used.dataset.name == "digits" and used.dataset.source_type == "local"
+    assert {t.key: t.value for t in used.tags}["genpipe.data_hash"] == report["data_hash"]
     assert evaluate_run.data.metrics["generation.gan.fd"] == pytest.approx(
         flat["generation.gan.fd"]
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genpipe.evaluation.schema import Incumbent, Incumbents, Report, TaskIncumbent
 from tests.conftest import venv_bin
 from tests.params import section
 
@@ -60,54 +61,87 @@ def make_report(
     psnr: dict[str, float],
     protocol_hash: str = "proto-1",
     half_width: float | None = 0.1,
-    incumbents: dict | None = None,
-) -> dict:
-    """A report.json in the evaluate contract (docs/ARCHITECTURE.md) with chosen numbers."""
+) -> Report:
+    """A report.json (genpipe.evaluation.schema.Report) for the tiny models, with chosen numbers."""
     methods = {"vae": "vae_amortised", "gan": "gan_latent_search"}
     files = {
         "vae": models["vae"] / "model.pt",
         "gan": models["gan"] / "snapshots" / "epoch_0002.pt",
     }
-    search = {"steps": 5, "restarts": 2, "lr": 0.1, "prior_weight": 0.01}
-    return {
-        "protocol_hash": protocol_hash,
-        "protocol": {"evaluate": {"seed": 0, "latent_search": search}},
-        "dataset": "digits",
-        "data_hash": "data-1",
-        "evaluator_hash": "eval-1",
-        "evaluator_accuracy": 0.99,
-        "models": {
-            "vae": {
-                "checkpoint": str(files["vae"]),
-                "weights_hash": weights(files["vae"]),
-                "run_id": "run-vae",
+    evaluate = section("evaluate", latent_search={"steps": 5, "restarts": 2})
+    baseline = {"mean": {"psnr": metric(10.0)}, "per_corruption": {}}
+    return Report.model_validate(
+        {
+            "protocol_hash": protocol_hash,
+            "protocol": {
+                "evaluate": evaluate.model_dump(),
+                **dict.fromkeys(("reference_split", "real_floor", "ci", "snapshot_selection"), ""),
+                "corruptions": [],
+                "panel_rows": [],
+                "n_restore": 16,
+                "n_samples": 100,
+                "n_reference": 100,
+                "ssim": {},
             },
-            "gan": {
-                "checkpoint": str(files["gan"]),
-                "weights_hash": weights(files["gan"]),
-                "run_id": "run-gan",
-                "selected_snapshot": "epoch_0002",
-            },
-        },
-        "generation": {
-            fam: {"fd": metric(fd[fam], half_width), "kid": metric(0.01, half_width)}
-            for fam in ("vae", "gan")
-        }
-        | {"real": {"fd": metric(0.0, half_width)}},
-        "restoration": {
-            fam: {
-                "best_method": methods[fam],
-                "methods": {
-                    methods[fam]: {
-                        "mean": {"psnr": metric(psnr[fam], half_width), "ssim": metric(0.5)}
-                    },
-                    "worse_method": {"mean": {"psnr": metric(psnr[fam] - 5, half_width)}},
+            "dataset": "digits",
+            "data_hash": "data-1",
+            "evaluator_hash": "eval-1",
+            "evaluator_accuracy": 0.99,
+            "models": {
+                "vae": {
+                    "checkpoint": str(files["vae"]),
+                    "weights_hash": weights(files["vae"]),
+                    "run_id": "run-vae",
                 },
+                "gan": {
+                    "checkpoint": str(files["gan"]),
+                    "weights_hash": weights(files["gan"]),
+                    "run_id": "run-gan",
+                    "selected_snapshot": "epoch_0002",
+                },
+            },
+            "generation": {
+                fam: {"fd": metric(fd[fam], half_width), "kid": metric(0.01, half_width)}
+                for fam in ("vae", "gan")
             }
-            for fam in ("vae", "gan")
+            | {"real": {"fd": metric(0.0, half_width)}},
+            "reference": {"split": "test", "recognised": 0.9},
+            "restoration": {
+                fam: {
+                    "best_method": methods[fam],
+                    "methods": {
+                        methods[fam]: {
+                            "mean": {"psnr": metric(psnr[fam], half_width), "ssim": metric(0.5)},
+                            "per_corruption": {},
+                        },
+                        "worse_method": {
+                            "mean": {"psnr": metric(psnr[fam] - 5, half_width)},
+                            "per_corruption": {},
+                        },
+                    },
+                }
+                for fam in ("vae", "gan")
+            }
+            | {"baselines": {"corrupted": baseline, "classical": baseline}},
+        }
+    )
+
+
+def incumbents(
+    report: Report,
+    rolled_back: dict[str, list[str]] | None = None,
+    **champions: Incumbent | None,
+) -> Incumbents:
+    """data/eval/incumbents.json beside `report`: the given champions (none for other tasks)."""
+    return Incumbents(
+        protocol_hash=report.protocol_hash,
+        tasks={
+            task: TaskIncumbent(
+                champion=champions.get(task), rolled_back=(rolled_back or {}).get(task, [])
+            )
+            for task in ("generation", "restoration")
         },
-        "incumbents": incumbents or {},
-    }
+    )
 
 
 @pytest.fixture
@@ -118,7 +152,7 @@ def write_report(tmp_path: Path, tiny_models: dict[str, Path]) -> Callable[..., 
     def write(**kwargs: object) -> Path:
         path = tmp_path / "eval" / f"report{next(counter)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(make_report(tiny_models, **kwargs)))  # type: ignore[arg-type]
+        path.write_text(make_report(tiny_models, **kwargs).model_dump_json())  # type: ignore[arg-type]
         return path
 
     return write
@@ -185,7 +219,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health", timeout=90, proc=proc)
+        wait_http(f"{url}/health", timeout=300, proc=proc)  # a busy 2-core box is slow to start it
     except Exception:
         stop_group(proc)
         raise RuntimeError((root / "server.log").read_text()[-3000:]) from None

@@ -79,7 +79,6 @@ def project_with_champions(
     mlflow.set_tracking_uri(f"sqlite:///{store}")
     run_stage(
         write_report(fd={"vae": 12.0, "gan": 8.0}, psnr={"vae": 20.0, "gan": 18.0}),
-        tiny_models,
         tmp_path / "register",
     )
     return project_copy

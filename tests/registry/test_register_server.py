@@ -1,5 +1,5 @@
-"""decide + register against a real `mlflow server` over HTTP: the stages, two racing register
-stages, the cheap check over REST, and a server that is down."""
+"""champions, decide and register against a real `mlflow server` over HTTP: the stages, two
+racing register stages, and a server that is down."""
 
 from __future__ import annotations
 
@@ -17,20 +17,29 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from genpipe.registry import reconcile
-from genpipe.stages import decide, register
+from genpipe.evaluation.schema import Report
+from genpipe.registry.schema import Champions
+from genpipe.stages import champions, decide, register
 from tests.params import merge, raw_params
 from tests.registry.conftest import free_port
+from tests.registry.test_register_local import scored
 
 
 def decided(tmp_path: Path, report: Path, prefix: str) -> Path:
-    """decision.json for `report` under models named <prefix>-digits-<task>."""
+    """champions, score_champions (no champion yet) and decide for `report`, under models named
+    <prefix>-digits-<task>; returns decision.json."""
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump(merge(raw_params(), {"register": {"model_name_prefix": prefix}}))
     )
     out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    assert champions.main(["--params", str(params), "--out", str(out / "champions.json")]) == 0
+    snapshot = Champions.model_validate_json((out / "champions.json").read_text())
+    held = scored(snapshot, Report.model_validate_json(report.read_text()), {})
+    (out / "incumbents.json").write_text(held.model_dump_json())
     argv = ["--params", str(params), "--report", str(report), "--out", str(out)]
+    argv += ["--incumbents", str(out / "incumbents.json")]
     assert decide.main([*argv, "--metrics", str(out / "metrics.json")]) == 0
     return out / "decision.json"
 
@@ -49,9 +58,9 @@ def test_register_over_http(
     record = json.loads(decision.read_text())
     assert record["tasks"]["generation"]["verdict"]["winner"]["family"] == "vae"
     assert record["tasks"]["restoration"]["verdict"]["winner"]["family"] == "gan"
-    assert not reconcile.in_sync(record)
-    assert register.main(["--decision", str(decision)]) == 0
-    assert reconcile.in_sync(record)  # the cheap check reads the server's REST API
+    out = tmp_path / "applied.json"
+    assert register.main(["--decision", str(decision), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["tasks"]["generation"]["registered"] is True
 
     mlflow.set_tracking_uri(mlflow_server)
     client = MlflowClient()
@@ -66,8 +75,9 @@ def test_register_over_http(
 def test_two_register_stages_racing_register_each_model_once(
     mlflow_server: str, tmp_path: Path, write_report: Callable[..., Path]
 ) -> None:
-    """Two clones apply the same decision to an empty server at once: the model lock makes the
-    second find the first's versions instead of registering duplicates."""
+    """Two clones apply the same decision to an empty server at once: the registry lock makes
+    the second find the first's champion (the one its decision wants) and versions, instead of
+    registering duplicates."""
     prefix = f"race{uuid.uuid4().hex[:6]}"
     report = write_report(fd={"vae": 12.0, "gan": 8.0}, psnr={"vae": 20.0, "gan": 18.0})
     decision = decided(tmp_path, report, prefix)
@@ -75,9 +85,13 @@ def test_two_register_stages_racing_register_each_model_once(
     command = [sys.executable, "-m", "genpipe.stages.register", "--decision", str(decision)]
     procs = [
         subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            [*command, "--out", str(tmp_path / f"applied{i}.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
-        for _ in range(2)
+        for i in range(2)
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [log[-2000:] for log in logs]
@@ -89,18 +103,20 @@ def test_two_register_stages_racing_register_each_model_once(
         assert len(client.search_model_versions(f"name = '{name}'")) == 1
         assert str(client.get_registered_model(name).aliases["champion"]) == "1"
     assert not any(m.name.endswith(".lock") for m in client.search_registered_models())
+    applied = [json.loads((tmp_path / f"applied{i}.json").read_text()) for i in range(2)]
+    assert sorted(a["tasks"]["generation"]["registered"] for a in applied) == [False, True]
 
 
 def test_server_down_error_names_the_uri_and_writes_nothing(
     tmp_path: Path,
-    write_report: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    report = write_report(fd={"vae": 9.0, "gan": 12.0}, psnr={"vae": 17.0, "gan": 21.0})
-    decision = decided(tmp_path, report, "down")
-    assert register.main(["--decision", str(decision)]) == 2
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw_params()))
+    assert champions.main(["--params", str(params), "--out", str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
     assert uri in err and "unreachable" in err
+    assert not (tmp_path / "c.json").exists()

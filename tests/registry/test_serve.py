@@ -31,7 +31,6 @@ def champions(
     """Both champions registered in the per-test SQLite store."""
     run_stage(
         write_report(fd={"vae": 12.0, "gan": 8.0}, psnr={"vae": 20.0, "gan": 18.0}),
-        tiny_models,
         tmp_path / "o",
     )
 

@@ -83,8 +83,12 @@ def test_the_pipeline_on_the_team_services(
         flow = subprocess.Popen(
             [sys.executable, "-m", "pipelines"], cwd=a, env=env, stdout=fh, stderr=subprocess.STDOUT
         )
-        second = run([dvc, "repro"], b, env)
+        first = subprocess.run([dvc, "repro"], cwd=b, env=env, capture_output=True, text=True)
+        second = first.stdout + first.stderr
         assert flow.wait(timeout=2400) == 0, log.read_text()[-6000:]
+    if first.returncode != 0:  # A registered first: B's register is refused, as a user sees it
+        assert "`dvc repro` re-evaluates against the new champion" in second, second[-4000:]
+        second += run([dvc, "repro"], b, env)
     assert ran(second) >= {"download", "train_vae", "evaluate", "decide", "register"}
 
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
@@ -120,6 +124,6 @@ def test_the_pipeline_on_the_team_services(
     assert team.cli("dvc-remote", "--repo", str(c)).returncode == 0
     run([dvc, "pull", "--run-cache"], c, env)
     noop = run([dvc, "repro"], c, env)
-    # register always runs: the registry check (it re-points the champions to this clone's
-    # decision if the other clone's was applied last)
-    assert ran(noop) == {"register"}, noop
+    # only the registry snapshot and what depends on it: it may show a champion that A's or B's
+    # register moved after A's snapshot; nothing trains or evaluates
+    assert {"champions"} <= ran(noop) <= {"champions", "score_champions", "decide", "register"}

@@ -15,12 +15,11 @@ IDX_DATASETS = ("mnist", "fashion-mnist", "kmnist")
 
 
 class DownloadConfig(Section):
-    """How IDX files are fetched: mirrors are tried in order, each with retries and backoff."""
+    """How IDX files are fetched: mirrors are tried in order, each with retries."""
 
     mirrors: list[str]
     splits: list[Literal["train", "t10k"]] = Field(min_length=1)
     retries: int = Field(ge=0)
-    backoff_seconds: float = Field(ge=0)
     timeout_seconds: PositiveFloat
 
     @field_validator("mirrors")

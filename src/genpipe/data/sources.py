@@ -1,4 +1,4 @@
-"""Where images come from: sklearn digits, MNIST-style IDX files over HTTP, or an image folder.
+"""Where images come from: sklearn digits, the MNIST family over HTTP, or an image folder.
 
 Every source ends as the same `RawData` (uint8 [N, C, H, W], int64 labels, class names), capped
 by data.max_images and conformed to data.image_size / data.channels, then written to
@@ -17,20 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageOps
+from torchvision.datasets import ImageFolder
+from torchvision.transforms.v2 import functional as F
 
 from genpipe import io
-from genpipe.config.data import DataConfig, DownloadConfig
-from genpipe.data import folder as image_folder
-from genpipe.data.fetch import RemoteFile, fetch_file
-from genpipe.data.idx import read_idx_pair
+from genpipe.config.data import DataConfig
+from genpipe.data import mnist
 from genpipe.errors import GenpipeError
 
 log = logging.getLogger(__name__)
 
 
+FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
 class RawDataError(GenpipeError):
     """data/raw is missing or malformed; the message names the file."""
+
+
+class FolderSourceError(GenpipeError):
+    """The image folder is missing, empty, or holds files that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -41,77 +49,18 @@ class RawData:
     info: dict = field(default_factory=dict)  # provenance, written as source.json
 
 
-@dataclass(frozen=True)
-class IdxSpec:
-    classes: tuple[str, ...]
-    files: dict[str, tuple[RemoteFile, RemoteFile]]  # split -> (images, labels)
-    official_mirror: str
-
-
-def _idx_files(md5s: tuple[str, str, str, str]) -> dict[str, tuple[RemoteFile, RemoteFile]]:
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
-    names += ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    files = [RemoteFile(n, m) for n, m in zip(names, md5s, strict=True)]
-    return {"train": (files[0], files[1]), "t10k": (files[2], files[3])}
-
-
-# The official file names and MD5s (the values torchvision checks).
-IDX_SPECS = {
-    "mnist": IdxSpec(
-        classes=tuple(str(i) for i in range(10)),
-        files=_idx_files(
-            (
-                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "d53e105ee54ea40749a09fcbcd1e9432",
-                "9fb629c4189551a2d022fa330f9573f3",
-                "ec29112dd5afa0611ce80d1b7f02629c",
-            )
-        ),
-        official_mirror="https://ossci-datasets.s3.amazonaws.com/mnist/",
-    ),
-    "fashion-mnist": IdxSpec(
-        classes=(
-            *("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"),
-            *("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        ),
-        files=_idx_files(
-            (
-                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "25c81989df183df01b3e8a0aad5dffbe",
-                "bef4ecab320f06d8554ea6380940ec79",
-                "bb300cfdad3c16e7a12a480ee83cd310",
-            )
-        ),
-        official_mirror="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    ),
-    "kmnist": IdxSpec(
-        classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-        files=_idx_files(
-            (
-                "bdb82020997e1d708af4cf47b453dcf7",
-                "e144d726b3acfaa3e44228e80efcd344",
-                "5c965bf0a639b31b8f53240b1b52f4d7",
-                "7320c461ea6c1c855c0b718fb2a4b134",
-            )
-        ),
-        official_mirror="http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
-    ),
-}
-
-
 def load_source(cfg: DataConfig, download_dir: Path) -> RawData:
     """The configured source, capped and conformed; IDX files are cached in `download_dir`."""
     if cfg.dataset == "digits":
         raw = load_digits()
     elif cfg.dataset == "folder":
         assert cfg.folder is not None  # guaranteed by DataConfig
-        paths, labels, classes = image_folder.list_folder(cfg.folder)
-        keep = stratified_first_n(labels, cfg.max_images)
-        images = image_folder.read_images([paths[i] for i in keep], cfg.image_size, cfg.channels)
-        info = {"dataset": cfg.name, "folder": str(cfg.folder), "n_files": len(paths)}
-        raw = RawData(images, labels[keep], classes, info)
+        raw = load_folder(cfg.folder, cfg.max_images, cfg.image_size, cfg.channels)
+        raw = RawData(raw.images, raw.labels, raw.classes, {"dataset": cfg.name, **raw.info})
     else:
-        raw = load_idx(cfg.dataset, cfg.download, Path(download_dir))
+        images, labels, info = mnist.load(cfg.dataset, cfg.download, Path(download_dir))
+        info = {"dataset": cfg.dataset, "splits": list(cfg.download.splits), **info}
+        raw = RawData(images, labels.astype(np.int64), mnist.DATASETS[cfg.dataset][1], info)
     keep = stratified_first_n(raw.labels, cfg.max_images)
     images = conform(raw.images[keep], cfg.image_size, cfg.channels)
     info = {
@@ -142,28 +91,52 @@ def load_digits() -> RawData:
     return RawData(images, d.target.astype(np.int64), [str(i) for i in range(10)], info)
 
 
-def load_idx(name: str, dl: DownloadConfig, download_dir: Path) -> RawData:
-    """Fetch (or reuse) the IDX files of `dl.splits`, verify them, and concatenate in that order."""
-    spec = IDX_SPECS[name]
-    images, labels, files = [], [], []
-    for split in dl.splits:
-        fetched = [
-            fetch_file(
-                remote,
-                download_dir,
-                dl.mirrors,
-                retries=dl.retries,
-                backoff_seconds=dl.backoff_seconds,
-                timeout_seconds=dl.timeout_seconds,
-            )
-            for remote in spec.files[split]
+def load_folder(
+    root: Path, max_images: int | None, image_size: int | None, channels: int | None
+) -> RawData:
+    """A class-per-folder tree read by torchvision's ImageFolder (classes: the sorted sub-folder
+    names; files: PNG/JPEG, in sorted order; `load_rgb` decodes). `channels` null: 1 if every
+    image is grayscale (R = G = B), else 3; `image_size` null: every image must have the same
+    size. All unreadable files are reported in one error."""
+    try:
+        tree = ImageFolder(str(root), loader=load_rgb, is_valid_file=_image_file)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise FolderSourceError(
+            f"data.folder {root}: {exc}; point it at a class-per-folder tree ({root}/<class>/*.png)"
+        ) from None
+    labels = np.asarray(tree.targets, dtype=np.int64)
+    keep = stratified_first_n(labels, max_images)
+    decoded, errors = [], {}
+    for i in keep:
+        try:
+            image, _ = tree[i]
+        except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on bad files
+            errors[tree.samples[i][0]] = f"{type(exc).__name__}: {exc}"
+            continue
+        decoded.append(F.to_dtype(image, torch.uint8, scale=True))  # [3, H, W]
+    if errors:
+        listing = "\n".join(f"  - {path}: {why}" for path, why in errors.items())
+        raise FolderSourceError(
+            f"{len(errors)} of {len(keep)} image files could not be read:\n{listing}\n"
+            "Fix or remove these files, then run again."
+        )
+    sizes = {tuple(x.shape[1:]) for x in decoded}
+    if image_size is None and len(sizes) > 1:
+        examples = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:4])
+        raise FolderSourceError(
+            f"data.folder {root}: images have {len(sizes)} different sizes, e.g. {examples}; "
+            "set data.image_size in params.yaml to resize them all to one square size"
+        )
+    gray = [bool((x == x[:1]).all()) for x in decoded]
+    channels = channels or (1 if all(gray) else 3)
+    images = np.concatenate(
+        [
+            conform((x[:1] if g else x)[None].numpy(), image_size, channels)
+            for x, g in zip(decoded, gray, strict=True)
         ]
-        x, y = read_idx_pair(fetched[0].path, fetched[1].path)
-        images.append(x)
-        labels.append(y)
-        files += [{"name": f.name, "md5": f.md5, "bytes": f.size, "url": f.url} for f in fetched]
-    info = {"dataset": name, "splits": list(dl.splits), "files": files}
-    return RawData(np.concatenate(images), np.concatenate(labels), list(spec.classes), info)
+    )
+    info = {"folder": str(root), "n_files": len(labels)}
+    return RawData(images, labels[keep], list(tree.classes), info)
 
 
 def stratified_first_n(labels: np.ndarray, n: int | None) -> np.ndarray:
@@ -182,28 +155,37 @@ def stratified_first_n(labels: np.ndarray, n: int | None) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def conform(images: np.ndarray, image_size: int | None, channels: int | None) -> np.ndarray:
-    """Convert channels (1<->3, ITU-R 601 luma like PIL) and resize to a square, as configured."""
-    if channels and images.shape[1] != channels:
-        if channels == 3:
-            images = np.repeat(images, 3, axis=1)
-        else:
-            luma = np.tensordot(
-                np.array([0.299, 0.587, 0.114]), images.astype(np.float64), ([0], [1])
+def load_rgb(path: str) -> torch.Tensor:
+    """ImageFolder's loader: one file as RGB [3, H, W] in [0, 1], EXIF orientation applied,
+    transparent pixels over white, 16-bit grayscale scaled (not clipped) to [0, 1].
+
+    Pillow decodes, as in torchvision's default loader: torchvision.io's PNG decoder takes the
+    process down on a corrupt compressed stream instead of raising.
+    """
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I"):  # 16/32-bit integer grayscale
+            return (
+                torch.from_numpy(np.asarray(img, np.float32) / 65535).clamp(0, 1).expand(3, -1, -1)
             )
-            images = np.round(luma).clip(0, 255).astype(np.uint8)[:, None]  # [N, 1, H, W]
-    if image_size and images.shape[2:] != (image_size, image_size):
-        images = np.stack([_resize(img, image_size) for img in images])
-    return np.ascontiguousarray(images, dtype=np.uint8)
+        rgba = F.to_dtype(F.pil_to_tensor(img.convert("RGBA")), torch.float32, scale=True)
+    color, alpha = rgba.split([3, 1])
+    return color * alpha + (1 - alpha)
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """[C, H, W] uint8 -> [C, size, size], bilinear (antialiased when shrinking)."""
-    planes = [
-        Image.fromarray(plane, "L").resize((size, size), Image.Resampling.BILINEAR)
-        for plane in image
-    ]
-    return np.stack([np.asarray(p, dtype=np.uint8) for p in planes])
+def _image_file(path: str) -> bool:
+    return path.lower().endswith(FOLDER_EXTENSIONS) and not Path(path).name.startswith(".")
+
+
+def conform(images: np.ndarray, image_size: int | None, channels: int | None) -> np.ndarray:
+    """uint8 [N, C, H, W] to `channels` (torchvision's grayscale <-> RGB) and to a square
+    `image_size` (bilinear, antialiased), as configured."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if channels and x.shape[1] != channels:
+        x = F.grayscale_to_rgb(x) if channels == 3 else F.rgb_to_grayscale(x)
+    if image_size and tuple(x.shape[2:]) != (image_size, image_size):
+        x = F.resize(x, [image_size, image_size], antialias=True)  # bilinear
+    return np.ascontiguousarray(x.numpy(), dtype=np.uint8)
 
 
 def write_raw(raw: RawData, out: Path) -> None:

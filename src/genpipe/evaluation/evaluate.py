@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,21 +20,22 @@ from genpipe.evaluation import metrics
 from genpipe.evaluation.corruptions import corruptions_from_config
 from genpipe.evaluation.features import embed, model_sampler, pool_sampler
 from genpipe.evaluation.generation import GenerationProtocol, evaluate_source, select_snapshot
-from genpipe.evaluation.inputs import EvaluateInputError, EvaluationInputs, Incumbent, ModelFile
-from genpipe.evaluation.report import INCUMBENT, build_report, flat_metrics, incumbent_entry
+from genpipe.evaluation.inputs import EvaluateInputError, EvaluationInputs
+from genpipe.evaluation.report import build_report, flat_metrics
 from genpipe.evaluation.restoration_eval import (
     CorruptionResult,
     describe_ssim,
     restoration_subset,
     run_restoration,
 )
+from genpipe.evaluation.schema import Report
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    report: dict[str, Any]
+    report: Report
     flat: dict[str, float]
     samples: dict[str, Tensor]  # source -> images for the sample grids
     restoration: list[CorruptionResult]
@@ -55,25 +55,9 @@ def generation_protocol(config: EvaluateConfig, n_samples: int) -> GenerationPro
     )
 
 
-def _same_model(incumbent: Incumbent, candidates: dict[str, ModelFile]) -> str | None:
-    """The new candidate (vae or gan) whose weights the champion has, if any."""
-    if incumbent.model is None:
-        return None
-    for family, model in candidates.items():
-        if model.weights_hash == incumbent.model.weights_hash:
-            return family
-    return None
-
-
-def evaluate(
-    inputs: EvaluationInputs,
-    config: EvaluateConfig,
-    device: torch.device,
-    incumbents: dict[str, Incumbent] | None = None,
-) -> Evaluation:
-    """Score the new VAE and GAN, and each task's current champion (`incumbents`) beside them,
-    so the promotion compares numbers measured on the same data under the same protocol."""
-    incumbents = incumbents or {}
+def evaluate(inputs: EvaluationInputs, config: EvaluateConfig, device: torch.device) -> Evaluation:
+    """Score the new VAE and GAN on generation and restoration (the champions are scored beside
+    them by genpipe.evaluation.incumbents, under the same protocol)."""
     seconds: dict[str, float] = {}
     data, evaluator = inputs.data, inputs.evaluator.module
     n = config.n_samples or len(data.test)
@@ -104,11 +88,6 @@ def evaluate(
         "gan": model_sampler(gan.module),
         "real": pool_sampler(data.train.as_float(device)),
     }
-    new = {"vae": inputs.vae, "gan": gan}
-    same = {task: _same_model(inc, new) for task, inc in incumbents.items()}
-    champion = incumbents.get("generation")
-    if champion is not None and champion.model is not None and same["generation"] is None:
-        sources[INCUMBENT] = model_sampler(champion.model.module)
     for source, sampler in sources.items():
         generation[source], first = evaluate_source(sampler, evaluator, reference, protocol)
         samples[source] = first[:64]
@@ -116,27 +95,18 @@ def evaluate(
 
     start = time.perf_counter()
     idx = restoration_subset(len(data.test), config.n_restore, config.seed)
-    extra = {}
-    champion = incumbents.get("restoration")
-    if champion is not None and champion.model is not None and same["restoration"] is None:
-        assert champion.method is not None  # load_incumbents checks it
-        extra[INCUMBENT] = (champion.model.module, champion.method)  # other weights: restore too
     results = run_restoration(
-        {family: model.module for family, model in new.items()},
+        {"vae": inputs.vae.module, "gan": gan.module},
         test[idx.to(device)],
         corruptions_from_config(config),
         config.latent_search,
         config.seed,
         config.ssim_window,
         config.ssim_gaussian,
-        extra,
     )
     seconds["restoration"] = time.perf_counter() - start
 
     report = build_report(inputs, config, (gan, selected), generation, results)
-    report["incumbents"] = {
-        task: incumbent_entry(report, task, inc, same[task]) for task, inc in incumbents.items()
-    }
     report["protocol"].update(n_restore=len(idx), n_samples=n, n_reference=len(data.test))
     report["protocol"]["ssim"] = describe_ssim(
         config.ssim_window, config.ssim_gaussian, tuple(test.shape[-2:])
@@ -148,4 +118,4 @@ def evaluate(
     }
     flat = flat_metrics(report)
     flat.update({f"selection.gan.{name}.val_fd": round(fd, 6) for name, fd in val_fds.items()})
-    return Evaluation(report, flat, samples, results, seconds)
+    return Evaluation(Report.model_validate(report), flat, samples, results, seconds)

@@ -25,12 +25,13 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def write_outputs(evaluation: Evaluation, out: Path, plots: Path) -> None:
     """report.json, every metric flat (metrics.json), panels and sample grids under `out`; the
     DVC plot tables under `plots`."""
-    io.write_json(out / "report.json", evaluation.report)
+    report = evaluation.report.model_dump(mode="json", exclude_unset=True)
+    io.write_json(out / "report.json", report)
     # The hash rides along so a diff of two runs shows when their numbers are not comparable.
-    flat = {"protocol_hash": evaluation.report["protocol_hash"], **evaluation.flat}
+    flat = {"protocol_hash": evaluation.report.protocol_hash, **evaluation.flat}
     io.write_json(out / "metrics.json", flat)
-    io.write_text(plots / "restoration_psnr.csv", _csv(restoration_rows(evaluation.report)))
-    io.write_text(plots / "generation.csv", _csv(generation_rows(evaluation.report)))
+    io.write_text(plots / "restoration_psnr.csv", _csv(restoration_rows(report)))
+    io.write_text(plots / "generation.csv", _csv(generation_rows(report)))
     for result in evaluation.restoration:
         panel = out / "panels" / f"{result.corruption.name}.png"
         save_rows(panel, list(result.panel.values()))

@@ -1,4 +1,4 @@
-"""Assemble data/eval/report.json (schema in docs/ARCHITECTURE.md), the flat DVC metrics, the
+"""Assemble data/eval/report.json (genpipe.evaluation.schema.Report), the flat DVC metrics, the
 plot tables and the protocol hash. Pure functions of results: no I/O here.
 
 The protocol hash pins what a number means: evaluation settings, test data and evaluator
@@ -16,7 +16,7 @@ import torch
 from genpipe.config import EvaluateConfig
 from genpipe.evaluation import metrics
 from genpipe.evaluation.corruptions import corruptions_from_config
-from genpipe.evaluation.inputs import EvaluationInputs, Incumbent, ModelFile
+from genpipe.evaluation.inputs import EvaluationInputs, ModelFile
 from genpipe.evaluation.restoration_eval import BASELINES, CorruptionResult
 from genpipe.models.restoration import METHOD_MODEL, METHODS
 
@@ -31,7 +31,7 @@ def protocol_hash(config: EvaluateConfig, data_hash: str, evaluator_hash: str) -
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-INCUMBENT = "incumbent"  # the current champion's output name in generation and restoration
+INCUMBENT = "incumbent"  # the current champion's output name in restoration
 # restoration metrics averaged over every corruption (psnr_masked exists for inpainting only)
 MEAN_METRICS = ("psnr", "ssim", "ssim_gaussian")
 
@@ -43,7 +43,7 @@ def build_report(
     generation: dict[str, Any],
     results: list[CorruptionResult],
 ) -> dict[str, Any]:
-    """The report.json document (schema in docs/ARCHITECTURE.md)."""
+    """The report.json document as a dict (genpipe.evaluation.schema.Report validates it)."""
     data, (gan, selected) = inputs.data, gan_selection
     return {
         "protocol_hash": protocol_hash(config, data.data_hash, inputs.evaluator.weights_hash),
@@ -76,30 +76,7 @@ def build_report(
         },
         "generation": generation,
         "restoration": summarise_restoration(results, config.bootstrap, config.seed),
-        "incumbents": {},
     }
-
-
-def incumbent_entry(
-    report: dict[str, Any], task: str, incumbent: Incumbent, same_as: str | None
-) -> dict[str, Any]:
-    """report["incumbents"][task]: who the champion is, whether it was scored, and its numbers."""
-    entry: dict[str, Any] = {
-        **incumbent.describe(),
-        "scored": incumbent.model is not None,
-        "reason": incumbent.problem,
-        "same_as": same_as,
-        "scores": {},
-    }
-    if incumbent.model is None:
-        return entry
-    if task == "generation":
-        entry["scores"] = report["generation"][same_as or INCUMBENT]
-    elif same_as is not None:
-        entry["scores"] = report["restoration"][same_as]["methods"][incumbent.method]["mean"]
-    else:
-        entry["scores"] = report["restoration"][INCUMBENT]["mean"]
-    return entry
 
 
 def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> dict[str, Any]:
@@ -107,7 +84,7 @@ def _stat(values: torch.Tensor, bootstrap: int, generator: torch.Generator) -> d
     return {"value": mean, "ci": [lo, hi]}
 
 
-def _summarise_output(
+def summarise_output(
     name: str, results: list[CorruptionResult], bootstrap: int, generator: torch.Generator
 ) -> dict[str, Any]:
     """{"mean": {psnr, ssim, ssim_gaussian?}, "per_corruption": {c: {psnr, ssim, ssim_gaussian?,
@@ -134,16 +111,14 @@ def summarise_restoration(
     section: dict[str, Any] = {}
     for model in ("vae", "gan"):
         methods = {
-            m: _summarise_output(m, results, bootstrap, gen)
+            m: summarise_output(m, results, bootstrap, gen)
             for m in done
             if METHOD_MODEL[m] == model
         }
         if methods:
             best = max(methods, key=lambda m: methods[m]["mean"]["psnr"]["value"])
             section[model] = {"best_method": best, "methods": methods}
-    section["baselines"] = {b: _summarise_output(b, results, bootstrap, gen) for b in BASELINES}
-    if results and INCUMBENT in results[0].scores:
-        section[INCUMBENT] = _summarise_output(INCUMBENT, results, bootstrap, gen)
+    section["baselines"] = {b: summarise_output(b, results, bootstrap, gen) for b in BASELINES}
     return section
 
 

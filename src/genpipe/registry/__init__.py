@@ -1,1 +1,2 @@
-"""Champion per task: the decision (pure), the pyfunc models, and the MLflow registry adapter."""
+"""Champion per task: the decision (pure), applying it compare-and-set, the typed files, the
+pyfunc models, and the MLflow registry adapter."""

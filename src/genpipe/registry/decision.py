@@ -6,9 +6,12 @@ Two questions per task, both answered from numbers measured under one protocol o
   evaluate stage scored under the same protocol (the incumbent). A champion that could not be
   scored (another image shape, missing artifacts) cannot defend its title.
 
+A challenger that `genpipe registry rollback` moved away from is never promoted again: the
+rollback is a person's judgement that the numbers did not capture.
+
 Nothing here touches MLflow or the disk: every rule is unit-tested on plain values. The record
-this module builds (data/register/decision.json) is what the register stage makes the registry
-hold; its `decision_id` says whether the registry already does.
+this module builds (data/register/decision.json) is what the register stage applies to the
+registry, compare-and-set against the champion it names.
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
+from genpipe.config import RegisterConfig
 from genpipe.errors import GenpipeError
+from genpipe.evaluation.schema import Incumbent, Incumbents, Report, Task, TaskIncumbent
+from genpipe.registry.schema import Candidate, Challenger, Decision, TaskDecision, Verdict
 
-if TYPE_CHECKING:  # the register stage imports this module: no pydantic on its fast path
-    from genpipe.config import RegisterConfig
-
-Task = Literal["generation", "restoration"]
 TASKS: tuple[Task, ...] = ("generation", "restoration")
 FAMILIES = ("vae", "gan")
 # Metrics where a smaller number is a better model; everything else is "higher is better".
@@ -40,36 +42,6 @@ SEED_SPREAD_RULE = "seed_spread_keeps_champion"
 # tail); docs/results.md ("Multi-seed verdict") shows how same-config seeds and the VAE-GAN gap
 # compare with both bars. Not 1.96 or a t quantile: three seeds pin s down only to within a factor of ~2.
 SEED_SPREAD_SDS = 2.0
-
-
-class ReportError(GenpipeError):
-    """The evaluate report lacks a value the decision needs; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    family: str  # vae | gan
-    value: float
-    ci: tuple[float, float] | None
-    method: str | None = None  # restoration: the candidate's best method
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """VAE against GAN on one task."""
-
-    task: str
-    metric: str
-    higher_is_better: bool
-    winner: Candidate
-    runner_up: Candidate
-    margin: float  # how much better the winner is, in metric units (>= 0)
-    relative_margin: float  # margin / |runner-up value|
-    tie: bool  # the two CIs overlap: the point estimate decided
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -97,12 +69,16 @@ def model_name(prefix: str, dataset: str, task: str) -> str:
     return f"{prefix}-{dataset}-{task}"
 
 
-def serving_settings(report: dict[str, Any], task: str, method: str | None) -> dict[str, Any]:
+def serving_settings(report: Report, task: str, method: str | None) -> dict[str, Any]:
     """What a served model needs besides its weights: restoration restores as evaluate did."""
     if task != "restoration":
         return {}
-    protocol = report["protocol"]["evaluate"]
-    return {"method": method, "seed": protocol["seed"], "latent_search": protocol["latent_search"]}
+    protocol = report.protocol.evaluate
+    return {
+        "method": method,
+        "seed": protocol.seed,
+        "latent_search": protocol.latent_search.model_dump(),
+    }
 
 
 def candidate_id(task: str, weights_hash: str, settings: dict[str, Any]) -> str:
@@ -111,32 +87,16 @@ def candidate_id(task: str, weights_hash: str, settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _metric(node: Any, key: str) -> tuple[float, tuple[float, float] | None]:
-    if not isinstance(node, dict) or "value" not in node:
-        raise ReportError(f"report.json: missing {key}.value; rerun the evaluate stage")
-    ci = node.get("ci")
-    return float(node["value"]), (float(ci[0]), float(ci[1])) if ci else None
-
-
-def candidates(report: dict, task: Task, metric: str) -> list[Candidate]:
+def candidates(report: Report, task: Task, metric: str) -> list[Candidate]:
     """The VAE and GAN candidates for `task`, read from the evaluate report."""
     found = []
     for family in FAMILIES:
         if task == "generation":
-            key = f"generation.{family}.{metric}"
-            value, ci = _metric(report.get("generation", {}).get(family, {}).get(metric), key)
-            found.append(Candidate(family, value, ci))
-            continue
-        node = report.get("restoration", {}).get(family, {})
-        method = node.get("best_method")
-        if not method:
-            raise ReportError(
-                f"report.json: missing restoration.{family}.best_method; rerun evaluate"
-            )
-        key = f"restoration.{family}.methods.{method}.mean.{metric}"
-        mean = node.get("methods", {}).get(method, {}).get("mean", {})
-        value, ci = _metric(mean.get(metric), key)
-        found.append(Candidate(family, value, ci, method))
+            stat, method = report.generation[family][metric], None
+        else:
+            node = report.restoration.family(family)
+            stat, method = node.best.mean[metric], node.best_method
+        found.append(Candidate(family=family, value=stat.value, ci=stat.ci, method=method))
     return found
 
 
@@ -166,7 +126,17 @@ def decide(task: Task, cands: list[Candidate], metric: str) -> Verdict:
     )
     if tie:
         reason += "; the CIs overlap, so this is a statistical tie decided by the point estimate"
-    return Verdict(task, metric, higher, winner, runner, margin, relative, tie, reason)
+    return Verdict(
+        task=task,
+        metric=metric,
+        higher_is_better=higher,
+        winner=winner,
+        runner_up=runner,
+        margin=margin,
+        relative_margin=relative,
+        tie=tie,
+        reason=reason,
+    )
 
 
 def tie_rule_for(config: RegisterConfig, task: Task, dataset: str) -> TieRule:
@@ -230,112 +200,121 @@ def _fmt_ci(ci: tuple[float, float] | None) -> str:
     return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
-def _challenger(report: dict, task: Task, winner: Candidate) -> dict[str, Any]:
-    entry = report.get("models", {}).get(winner.family, {})
-    for key in ("checkpoint", "weights_hash"):
-        if not entry.get(key):
-            raise ReportError(f"report.json: missing models.{winner.family}.{key}; rerun evaluate")
+def _challenger(report: Report, task: Task, winner: Candidate) -> Challenger:
+    entry = report.models[winner.family]  # type: ignore[index]
     settings = serving_settings(report, task, winner.method)
-    return {
-        **asdict(winner),
-        "candidate_id": candidate_id(task, entry["weights_hash"], settings),
-        "checkpoint": entry["checkpoint"],
-        "settings": settings,
-        "train_run_id": entry.get("run_id"),
-    }
+    return Challenger(
+        **winner.model_dump(),
+        candidate_id=candidate_id(task, entry.weights_hash, settings),
+        weights_hash=entry.weights_hash,
+        checkpoint=entry.checkpoint,
+        settings=settings,
+        train_run_id=entry.run_id,
+    )
 
 
-def _incumbent(report: dict, task: Task, metric: str) -> tuple[dict | None, Candidate | None]:
-    """The current champion as evaluate scored it, and as a Candidate when it has numbers."""
-    entry = report.get("incumbents", {}).get(task)
-    if not entry:
-        return None, None
-    if not entry.get("scored"):
-        return entry, None
-    value, ci = _metric(entry["scores"].get(metric), f"incumbents.{task}.scores.{metric}")
-    return entry, Candidate(entry["family"], value, ci, entry.get("method"))
+def _as_candidate(entry: Incumbent, metric: str) -> Candidate | None:
+    """The champion as a Candidate, when it was scored here."""
+    if not entry.scored:
+        return None
+    stat = entry.scores[metric]
+    return Candidate(family=entry.family, value=stat.value, ci=stat.ci, method=entry.method)
 
 
-def decide_task(report: dict, task: Task, config: RegisterConfig) -> dict[str, Any]:
+def decide_task(
+    report: Report, held: TaskIncumbent, task: Task, config: RegisterConfig
+) -> TaskDecision:
     """The verdict and the champion for one task, as the decision record stores them."""
     metric = config.generation_metric if task == "generation" else config.restoration_metric
     verdict = decide(task, candidates(report, task, metric), metric)
-    rule = tie_rule_for(config, task, report["dataset"])
+    rule = tie_rule_for(config, task, report.dataset)
     challenger = _challenger(report, task, verdict.winner)
-    entry, incumbent = _incumbent(report, task, metric)
+    entry = held.champion
+    incumbent = None if entry is None else _as_candidate(entry, metric)
     if entry is None:
         holder, reason = "challenger", "no champion existed"
-    elif entry["candidate_id"] == challenger["candidate_id"]:
+    elif entry.candidate_id == challenger.candidate_id:
         holder, reason = "incumbent", "the champion is the best new candidate itself"
+    elif challenger.candidate_id in held.rolled_back:
+        holder = "incumbent"
+        reason = (
+            f"the best new candidate was rolled back from champion before "
+            f"(`genpipe registry rollback {task}`), so it is not promoted again; champion "
+            f"v{entry.version} stays"
+        )
     elif incumbent is None:
         holder = "challenger"
         reason = (
-            f"champion v{entry['version']} could not be scored under this protocol "
-            f"({entry.get('reason')}); the best new candidate takes champion, and "
-            f"`genpipe registry rollback {task}` returns to v{entry['version']}"
+            f"champion v{entry.version} could not be scored under this protocol "
+            f"({entry.reason}); the best new candidate takes champion, and "
+            f"`genpipe registry rollback {task}` returns to v{entry.version}"
         )
     else:
         promotion = should_promote(
             verdict.winner, incumbent, higher_is_better(metric), rule.name, rule.seed_spread
         )
         holder = "challenger" if promotion.promote else "incumbent"
-        reason = f"{promotion.reason} (champion v{entry['version']}, same protocol)"
+        reason = f"{promotion.reason} (champion v{entry.version}, same protocol)"
         if rule.note:
             reason += f"; {rule.note}"
-    return {
-        "model_name": model_name(config.model_name_prefix, report["dataset"], task),
-        "metric": metric,
-        "verdict": verdict.to_dict(),
-        "challenger": challenger,
-        "incumbent": entry,
-        "champion": holder,
-        "reason": reason,
-        "tie_rule": rule.name,  # the rule that applied (register.tie_rule may have fallen back)
-        "seed_spread": rule.seed_spread,
-    }
+    return TaskDecision(
+        model_name=model_name(config.model_name_prefix, report.dataset, task),
+        metric=metric,
+        verdict=verdict,
+        challenger=challenger,
+        incumbent=entry,
+        champion=holder,
+        reason=reason,
+        tie_rule=rule.name,  # the rule that applied (register.tie_rule may have fallen back)
+        seed_spread=rule.seed_spread,
+    )
 
 
-def decision_record(report: dict[str, Any], config: RegisterConfig) -> dict[str, Any]:
+def decision_record(report: Report, incumbents: Incumbents, config: RegisterConfig) -> Decision:
     """data/register/decision.json: per task the verdict and who holds `champion`."""
-    tasks = {task: decide_task(report, task, config) for task in TASKS}
-    return {
-        "decision_id": decision_id(tasks),
-        "dataset": report["dataset"],
-        "protocol_hash": report.get("protocol_hash"),
-        "data_hash": report.get("data_hash"),
-        "tie_rule": config.tie_rule,  # as configured; each task says which rule applied
-        "seed_spread": config.seed_spread.model_dump(),
-        "tasks": tasks,
-    }
+    if incumbents.protocol_hash != report.protocol_hash:
+        raise GenpipeError(
+            f"incumbents were scored under protocol {incumbents.protocol_hash[:12]}, the report "
+            f"under {report.protocol_hash[:12]}; rerun `dvc repro`"
+        )
+    tasks = {task: decide_task(report, incumbents.tasks[task], task, config) for task in TASKS}
+    return Decision(
+        decision_id=decision_id(tasks),
+        dataset=report.dataset,
+        protocol_hash=report.protocol_hash,
+        data_hash=report.data_hash,
+        tie_rule=config.tie_rule,  # as configured; each task says which rule applied
+        seed_spread=config.seed_spread.model_dump(),
+        tasks=tasks,
+    )
 
 
-def headline_metrics(report: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def headline_metrics(report: Report, record: Decision) -> dict[str, Any]:
     """The few numbers worth a column in `dvc exp show`: winners, FD/KID/PSNR per family with
     CI bounds, the real floor and the evaluator's accuracy (report.json keeps everything)."""
 
-    def stat(node: dict[str, Any], family: str) -> dict[str, float]:
-        lo, hi = node.get("ci") or (None, None)
-        return {family: node["value"], f"{family}_ci_low": lo, f"{family}_ci_high": hi}
+    def stat(node: Any, family: str) -> dict[str, float | None]:
+        lo, hi = node.ci or (None, None)
+        return {family: node.value, f"{family}_ci_low": lo, f"{family}_ci_high": hi}
 
-    gen, rest = report["generation"], report["restoration"]
-    fd: dict[str, Any] = {"real": gen["real"]["fd"]["value"]}
+    gen = report.generation
+    fd: dict[str, Any] = {"real": gen["real"]["fd"].value}
     psnr: dict[str, Any] = {}
     for family in FAMILIES:
         fd |= stat(gen[family]["fd"], family)
-        best = rest[family]["methods"][rest[family]["best_method"]]["mean"]["psnr"]
-        psnr |= stat(best, family)
+        psnr |= stat(report.restoration.family(family).best.mean["psnr"], family)
     return _rounded(
         {
             "generation": {
-                "winner": record["tasks"]["generation"]["verdict"]["winner"]["family"],
+                "winner": record.tasks["generation"].verdict.winner.family,
                 "fd": fd,
-                "kid": {family: gen[family]["kid"]["value"] for family in FAMILIES},
+                "kid": {family: gen[family]["kid"].value for family in FAMILIES},
             },
             "restoration": {
-                "winner": record["tasks"]["restoration"]["verdict"]["winner"]["family"],
+                "winner": record.tasks["restoration"].verdict.winner.family,
                 "psnr": psnr,
             },
-            "evaluator_accuracy": report.get("evaluator_accuracy"),
+            "evaluator_accuracy": report.evaluator_accuracy,
         }
     )
 
@@ -346,53 +325,46 @@ def _rounded(node: Any) -> Any:
     return round(node, 4) if isinstance(node, float) else node
 
 
-def decision_id(tasks: dict[str, dict[str, Any]]) -> str:
+def decision_id(tasks: dict[Task, TaskDecision]) -> str:
     """What the registry must hold: per model, the challenger and the champion's identity."""
     target = {
         t: {
-            "model": d["model_name"],
-            "challenger": d["challenger"]["candidate_id"],
-            "champion": d["challenger"]["candidate_id"]
-            if d["champion"] == "challenger"
-            else d["incumbent"]["candidate_id"],
+            "model": d.model_name,
+            "challenger": d.challenger.candidate_id,
+            "champion": d.champion_candidate,
         }
         for t, d in tasks.items()
     }
     return hashlib.sha256(json.dumps(target, sort_keys=True).encode()).hexdigest()
 
 
-def champion_candidate_id(task_record: dict[str, Any]) -> str:
-    holder = task_record["champion"]
-    return task_record[holder]["candidate_id"]
-
-
-def markdown(record: dict[str, Any]) -> str:
+def markdown(record: Decision) -> str:
     """The decision record as tables a reviewer can read in the DVC/MLflow UI."""
     rows = [
         "| task | metric | VAE vs GAN winner | value (CI) | runner-up | value (CI) | margin | tie "
         "| champion |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for task, d in record["tasks"].items():
-        v = d["verdict"]
-        w, r = v["winner"], v["runner_up"]
+    for task, d in record.tasks.items():
+        v = d.verdict
+        w, r = v.winner, v.runner_up
         holder = (
-            f"{_label(d['challenger'])} (new)"
-            if d["champion"] == "challenger"
-            else f"v{d['incumbent']['version']} (kept)"
+            f"{_label(d.challenger)} (new)"
+            if d.champion == "challenger"
+            else f"v{d.incumbent.version} (kept)"  # type: ignore[union-attr]
         )
         rows.append(
-            f"| {task} | {v['metric']} | {_label(w)} | {w['value']:.4g} {_fmt_ci(w['ci'])} | "
-            f"{_label(r)} | {r['value']:.4g} {_fmt_ci(r['ci'])} | {v['margin']:.4g} | "
-            f"{'yes' if v['tie'] else 'no'} | {holder} |"
+            f"| {task} | {v.metric} | {_label(w)} | {w.value:.4g} {_fmt_ci(w.ci)} | "
+            f"{_label(r)} | {r.value:.4g} {_fmt_ci(r.ci)} | {v.margin:.4g} | "
+            f"{'yes' if v.tie else 'no'} | {holder} |"
         )
     lines = ["# Register decision", "", *rows, ""]
-    for task, d in record["tasks"].items():
-        lines.append(f"- **{task}**: {d['verdict']['reason']}.")
-        spread = "" if d["seed_spread"] is None else f", seed sd {d['seed_spread']:.4g}"
-        lines.append(f"  Champion ({d['tie_rule']}{spread}): {d['reason']}.")
+    for task, d in record.tasks.items():
+        lines.append(f"- **{task}**: {d.verdict.reason}.")
+        spread = "" if d.seed_spread is None else f", seed sd {d.seed_spread:.4g}"
+        lines.append(f"  Champion ({d.tie_rule}{spread}): {d.reason}.")
     return "\n".join(lines) + "\n"
 
 
-def _label(c: dict[str, Any]) -> str:
-    return f"{c['family']} ({c['method']})" if c.get("method") else c["family"]
+def _label(c: Candidate) -> str:
+    return f"{c.family} ({c.method})" if c.method else c.family

@@ -1,12 +1,11 @@
-"""DVC stage `evaluate`: score the VAE, the GAN and each task's current champion on generation
-and restoration under one protocol; write data/eval (report, every metric, panels, samples) and
-the plot tables."""
+"""DVC stage `evaluate`: score the VAE and the GAN on generation and restoration under one
+protocol; write data/eval (report, every metric, panels, samples) and the plot tables. (The
+champions are scored under the same protocol by the score_champions stage.)"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,19 +19,13 @@ log = logging.getLogger(__name__)
 def evaluate_stage(params: Params, args: argparse.Namespace) -> None:
     from genpipe import device
     from genpipe.evaluation.evaluate import evaluate
-    from genpipe.evaluation.inputs import load_incumbents, load_inputs
+    from genpipe.evaluation.inputs import load_inputs
     from genpipe.evaluation.outputs import write_outputs
-    from genpipe.registry.decision import TASKS, model_name
 
     started = time.time()
     where = device.select_device(params.runtime.device, device.detect())
     inputs = load_inputs(args.prepared, args.vae, args.gan, args.evaluator, where)
-    prefix, dataset = params.register.model_name_prefix, inputs.data.dataset
-    names = {task: model_name(prefix, dataset, task) for task in TASKS}
-    with tempfile.TemporaryDirectory() as scratch:
-        tracking.configure_mlflow()
-        champions = load_incumbents(names, inputs.data.image_shape, Path(scratch), where)
-        evaluation = evaluate(inputs, params.evaluate, where, champions)
+    evaluation = evaluate(inputs, params.evaluate, where)
     write_outputs(evaluation, args.out, args.plots)
     report = evaluation.report
     run_id = tracking.record_run(
@@ -46,19 +39,20 @@ def evaluate_stage(params: Params, args: argparse.Namespace) -> None:
                 **{f"seconds.{k}": v for k, v in evaluation.seconds.items()},
             },
             tags={
-                "genpipe.data_hash": report["data_hash"],
-                "genpipe.protocol_hash": report["protocol_hash"],
-                "genpipe.evaluator_hash": report["evaluator_hash"],
-                "genpipe.train_run_id.vae": report["models"]["vae"]["run_id"],
-                "genpipe.train_run_id.gan": report["models"]["gan"]["run_id"],
+                "genpipe.data_hash": report.data_hash,
+                "genpipe.protocol_hash": report.protocol_hash,
+                "genpipe.evaluator_hash": report.evaluator_hash,
+                "genpipe.train_run_id.vae": report.models["vae"].run_id,
+                "genpipe.train_run_id.gan": report.models["gan"].run_id,
             },
             artifacts=[(args.out / "report.json", None), (args.plots, "plots")]
             + [(args.out / folder, folder) for folder in ("panels", "samples")],
+            data=(args.prepared, report.data_hash),
         )
     )
     log.info(
         "evaluate: protocol %s, %s (MLflow run %s)",
-        report["protocol_hash"][:12],
+        report.protocol_hash[:12],
         ", ".join(f"{k} {v:.1f}s" for k, v in evaluation.seconds.items()),
         run_id,
     )

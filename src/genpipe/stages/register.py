@@ -1,56 +1,51 @@
-"""DVC stage `register` (always run): make the MLflow registry hold data/register/decision.json.
+"""DVC stage `register`: apply data/register/decision.json to the MLflow registry, compare-and-set.
 
-Cheap and idempotent: when the registry already holds the decision it returns after one read
-(no MLflow import); after a wiped store, a new tracking server or a reverted experiment it puts
-back the champions without duplicate versions. See genpipe.registry.reconcile.
+An ordinary stage: it runs when the decision or the champions snapshot changed, never from the
+run-cache (its record, data/register/applied.json, is an uncached output). It stops with an error
+naming the new champion when someone moved `champion` since the snapshot the decision was made
+against; `dvc repro` then scores that champion and decides again. See genpipe.registry.apply.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
+from genpipe import io
+from genpipe.evaluation.schema import read
+from genpipe.registry.apply import apply_decision
+from genpipe.registry.schema import Decision
 from genpipe.stages import _cli
 
 log = logging.getLogger(__name__)
 
 
-def register(decision: Path, root: Path, work: Path) -> None:
-    from genpipe import tracking
-    from genpipe.registry.reconcile import in_sync
-
-    for line in tracking.clean_orphans(work):  # even when the trainings came from the run-cache
-        log.info("%s", line)
-    record = _cli.read_json(decision, "decision", "decide")
-    if in_sync(record):
-        print(f"registry holds decision {record['decision_id'][:12]}", file=sys.stderr)
-        return
-    from genpipe.registry.reconcile import reconcile
-
-    for task, applied in reconcile(record, root).items():
+def register(decision_path: Path, root: Path, out: Path) -> None:
+    decision = read(Decision, decision_path, "decide")
+    applied = apply_decision(decision, root)
+    io.write_json(
+        out,
+        {
+            "decision_id": decision.decision_id,
+            "tasks": {t: a.to_dict() for t, a in applied.items()},
+        },
+    )
+    for task, a in applied.items():
+        new = " (newly registered)" if a.registered else ""
         log.info(
-            "%s: %s champion v%s, challenger v%s%s: %s",
-            task,
-            applied.name,
-            applied.champion,
-            applied.challenger,
-            " (newly registered)" if applied.registered else "",
-            applied.note,
+            "%s: %s champion v%s, challenger v%s%s", task, a.name, a.champion, a.challenger, new
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = _cli.parser(__doc__ or "register", params=False)  # the decision names everything
     p.add_argument("--decision", type=Path, required=True, help="data/register/decision.json")
+    p.add_argument("--out", type=Path, required=True, help="what was applied (uncached record)")
     p.add_argument(
         "--root", type=Path, default=Path("."), help="folder the decision's paths are under"
     )
-    p.add_argument(
-        "--work", type=Path, required=True, help="resume folders of the trainings (.genpipe/work)"
-    )
     args = p.parse_args(argv)
-    return _cli.run("register", lambda: register(args.decision, args.root, args.work))
+    return _cli.run("register", lambda: register(args.decision, args.root, args.out))
 
 
 if __name__ == "__main__":

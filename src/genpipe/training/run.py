@@ -148,6 +148,9 @@ def _train(
             logged = tracking.logged_through(state.run_id) if state.run_id else 0
             state.run_id = run.info.run_id
             work.record_run(state.run_id, tracking.owner(), paths.out)
+            tracking.log_dataset(
+                run.info.run_id, data.dataset, paths.prepared, data.data_hash, stage
+            )
         try:
             state = loop.fit(
                 task,
