@@ -29,7 +29,7 @@ def evaluate_stage(params: Params, args: argparse.Namespace) -> None:
     inputs = load_inputs(args.prepared, args.vae, args.gan, args.evaluator, where)
     prefix, dataset = params.register.model_name_prefix, inputs.data.dataset
     names = {task: model_name(prefix, dataset, task) for task in TASKS}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, device.cpu_threads(params.runtime):
         tracking.configure_mlflow()
         champions = load_incumbents(names, inputs.data.image_shape, Path(scratch), where)
         evaluation = evaluate(inputs, params.evaluate, where, champions)
