@@ -11,9 +11,12 @@ digits prepared and freshly initialised models: evaluate's cost is set by the ar
 the evaluate params, not by trained weights (benchmarks/evaluate_budget.py). `-s` runs evaluate
 alone; `-f` by itself would force every upstream stage too. Two ways, each alone then beside the
 loops:
-- genpipe: the stage sizes torch's threads itself (genpipe.cpu);
-- torch's default, for contrast: OMP_NUM_THREADS = every core the process may use, as before
-  genpipe sized threads (skip it with --no-contrast: beside the loops it takes many minutes).
+- genpipe's: the stage sizes torch's threads (genpipe.cpu) and OpenMP's idle threads sleep
+  (genpipe.stages._cli.passive_wait);
+- torch's defaults, for contrast, as before genpipe chose: OMP_NUM_THREADS = every core the
+  process may use, and libgomp's default spin before an idle thread sleeps (GOMP_SPINCOUNT=300000,
+  what it uses when OMP_WAIT_POLICY is unset). Skip it with --no-contrast: beside the loops it
+  takes many minutes.
 The machine may be shared: every figure comes with the 1-minute load average before and after.
 """
 
@@ -70,7 +73,7 @@ def busy_loops(n: int) -> Iterator[None]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--no-contrast", action="store_true", help="skip torch's default threads")
+    ap.add_argument("--no-contrast", action="store_true", help="skip torch's defaults")
     ap.add_argument("-S", "--set", action="append", default=[], help="a params override")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -86,9 +89,11 @@ def main() -> None:
         import mlflow  # the store's schema first: its migrations are not evaluate's cost
 
         mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).search_experiments()
-        ways = {"genpipe's threads": {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}}
+        user_set = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+        ways = {"genpipe's threads": {k: v for k, v in env.items() if k not in user_set}}
         if not args.no_contrast:
-            ways["torch's default threads"] = {**env, "OMP_NUM_THREADS": str(cores)}
+            defaults = {"OMP_NUM_THREADS": str(cores), "GOMP_SPINCOUNT": "300000"}
+            ways["torch's defaults"] = {**ways["genpipe's threads"], **defaults}
         sets = f", {' '.join(args.set)}" if args.set else ""
         print(f"`dvc repro -f -s evaluate` on digits{sets}, {cores} cores")
         for label, way in ways.items():

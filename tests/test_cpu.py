@@ -1,8 +1,11 @@
-"""CPU thread sizing: cgroup quotas read from fake file trees, the share split, user overrides."""
+"""CPU threads: cgroup quotas read from fake file trees, the share split, user overrides, and
+the stage processes' OpenMP wait policy."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import torch
 
 from genpipe import cpu, device
 from genpipe.errors import GenpipeError
+from genpipe.stages import _cli
 from tests.params import params_with
 
 
@@ -142,3 +146,33 @@ def test_pytest_xdist_workers_share_the_cores() -> None:
         pytest.skip("not a pytest-xdist worker")
     assert cpu.cpu_share(os.environ) % int(workers) == 0
     assert torch.get_num_threads() == cpu.stage_threads(0) or "OMP_NUM_THREADS" in os.environ
+
+
+def test_openmp_waits_passively_unless_the_user_chose() -> None:
+    env: dict[str, str] = {}
+    _cli.passive_wait(env, modules={})
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}):
+        env = dict(chosen)
+        _cli.passive_wait(env, modules={})
+        assert env == chosen
+
+
+def test_no_wait_policy_once_torch_is_loaded() -> None:
+    env: dict[str, str] = {}
+    _cli.passive_wait(env, modules={"torch": torch})  # libgomp has read its environment already
+    assert env == {}
+
+
+def test_stage_processes_wait_passively() -> None:
+    """The torch stages import torch only after _cli.run set the wait policy."""
+    code = (
+        "import os, sys\n"
+        "from genpipe.stages import _cli, evaluate, train\n"
+        "assert 'torch' not in sys.modules, 'a stage module imports torch at import time'\n"
+        "_cli.run('probe', lambda: print(os.environ['OMP_WAIT_POLICY']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in _cli.WAIT_ENV}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "PASSIVE"

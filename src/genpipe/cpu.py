@@ -6,6 +6,9 @@ processes often compute on the same cores at once (the flow's parallel trainings
 workers, a worker running two stages); whoever starts them sets `GENPIPE_CPU_SHARE` to how many,
 and each then takes cores // share threads. More threads than cores makes OpenMP's threads wait on
 each other at every operation, which costs far more than the threads gain.
+
+Cores are also shared with whatever else runs on the machine: the stage CLIs make OpenMP's idle
+threads sleep rather than spin (genpipe.stages._cli.passive_wait).
 """
 
 from __future__ import annotations
