@@ -28,14 +28,13 @@ def _quota(path: Path, v2: bool) -> float | None:
     try:
         if v2:  # cpu.max: "<quota> <period>" or "max <period>"
             quota, period = (path / "cpu.max").read_text().split()
-        else:
-            quota = (path / "cpu.cfs_quota_us").read_text().strip()  # -1 = unlimited
-            period = (path / "cpu.cfs_period_us").read_text().strip()
-    except (OSError, ValueError):
+        else:  # cpu.cfs_quota_us is -1 when unlimited
+            quota = (path / "cpu.cfs_quota_us").read_text()
+            period = (path / "cpu.cfs_period_us").read_text()
+        allowed = int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):  # no such file; "max"
         return None
-    if quota == "max" or int(quota) <= 0 or int(period) <= 0:
-        return None
-    return int(quota) / int(period)
+    return allowed if allowed > 0 else None
 
 
 def cgroup_cpu_limit(root: Path = Path("/")) -> float | None:
