@@ -1,106 +1,111 @@
-"""Three trainings at once, as the flow runs them: each taking every core, against the flow's split.
+"""`dvc repro -f -s evaluate` alone and beside two single-thread busy loops, as a ratio.
 
-    .venv/bin/python -m benchmarks.shared_cores [--epochs 1] [--train-images 2000]
+    .venv/bin/python -m benchmarks.shared_cores [--no-contrast] [-S evaluate.n_restore=32 ...]
 
-The flow starts train_vae, train_gan and train_evaluator together. Left alone, each PyTorch
-process starts one OpenMP thread per core, so on 2 cores 6 threads spin-wait on each other. The
-flow gives each OMP_NUM_THREADS = cores // 3 instead (pipelines.dvc_runner.shared_cpu_env). This
-runs the three stage commands from dvc.yaml at once, on real 28x28 MNIST (read from disk) with the
-MNIST preset's models and a short run, both ways, and prints the wall times side by side.
+Goal: beside the loops, evaluate takes <= 4x its time alone on 2 cores. Four runnable threads
+on two cores leave a two-thread stage half the machine, so a fair share costs about 2x; threads
+that wait for each other at every operation cost far more.
+
+It runs in a throwaway copy of the project (its own git repo, DVC cache and MLflow store) with
+digits prepared and freshly initialised models: evaluate's cost is set by the architectures and
+the evaluate params, not by trained weights (benchmarks/evaluate_budget.py). `-s` runs evaluate
+alone; `-f` by itself would force every upstream stage too. Two ways, each alone then beside the
+loops:
+- genpipe's: the stage sizes torch's threads (genpipe.cpu) and OpenMP's idle threads sleep
+  (genpipe.stages._cli.passive_wait);
+- torch's defaults, for contrast, as before genpipe chose: OMP_NUM_THREADS = every core the
+  process may use, and libgomp's default spin before an idle thread sleeps (GOMP_SPINCOUNT=300000,
+  what it uses when OMP_WAIT_POLICY is unset). Skip it with --no-contrast: beside the loops it
+  takes many minutes.
+The machine may be shared: every figure comes with the 1-minute load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
+from benchmarks.evaluate_budget import build_inputs, store_env
+from pipelines.params_overrides import apply_overrides
+from tests.conftest import copy_project
 
-from benchmarks.evaluate_budget import store_env
-from benchmarks.evaluate_scaling import REPO, build_prepared, mnist_pool, preset_params
-
-STAGES = ("train_vae", "train_gan", "train_evaluator")
-
-
-def stage_commands() -> dict[str, list[str]]:
-    """The three stages' commands from dvc.yaml, run with this interpreter."""
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    cmds = {}
-    for stage in STAGES:
-        argv = shlex.split(dvc["stages"][stage]["cmd"])
-        cmds[stage] = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
-    return cmds
+BIN = Path(sys.executable).parent
+BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 
-def run_together(
-    cmds: dict[str, list[str]], cwd: Path, env: dict[str, str]
-) -> tuple[float, dict[str, float]]:
-    """Start every command at once; (wall time of all, wall time of each)."""
-    start = time.perf_counter()
-    procs = {
-        s: subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for s, c in cmds.items()
-    }
-    each: dict[str, float] = {}
-    while len(each) < len(procs):
-        for stage, proc in procs.items():
-            if stage not in each and proc.poll() is not None:
-                each[stage] = time.perf_counter() - start
-                if proc.returncode != 0:
-                    sys.exit(f"{stage} failed:\n{proc.stderr.read().decode()[-3000:]}")
-        time.sleep(0.05)
-    return time.perf_counter() - start, each
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def evaluate(project: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds of `dvc repro -f -s evaluate`, and the load average before -> after."""
+    before, start = load(), time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "dvc"), "repro", "-f", "-s", "evaluate"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"dvc repro -f -s evaluate failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return seconds, f"load {before} -> {load()}"
+
+
+@contextlib.contextmanager
+def busy_loops(n: int) -> Iterator[None]:
+    procs = [subprocess.Popen(BUSY_LOOP) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
-    from pipelines.dvc_runner import shared_cpu_env, usable_cores
-    from pipelines.params_overrides import apply_overrides
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--train-images", type=int, default=2000)
-    ap.add_argument("--preset", type=Path, default=REPO / "params/mnist.yaml")
-    ap.add_argument("--mnist", type=Path, default=REPO.parent / "shared/datasets/mnist")
+    ap.add_argument("--no-contrast", action="store_true", help="skip torch's defaults")
+    ap.add_argument("-S", "--set", action="append", default=[], help="a params override")
     args = ap.parse_args()
-    cores = usable_cores()
-    images, labels = mnist_pool(args.mnist)
+    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        params = preset_params(args.preset, root, args.mnist)
-        e = args.epochs
-        apply_overrides(
-            params,
-            [
-                *(f"{model}.epochs={e}" for model in ("vae", "gan", "evaluator")),
-                "gan.snapshots=1",
-                "evaluator.min_test_accuracy=0.0",
-            ],
-        )
-        build_prepared(root, images, labels, n_test=1000, n_train=args.train_images)
-        base = {k: v for k, v in store_env(root).items() if k != "OMP_NUM_THREADS"}
-        ways = {
-            "every process takes every core (PyTorch's default)": base,
-            "the flow's split (OMP_NUM_THREADS = cores // 3)": {
-                **base,
-                **shared_cpu_env(len(STAGES), cores, {}),
-            },
+        project = copy_project(root / "project")
+        apply_overrides(project / "params.yaml", args.set)
+        build_inputs(project, project / "params.yaml")
+        env = {
+            **store_env(root),
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         }
-        print(
-            f"{cores} cores; train_vae + train_gan + train_evaluator at once, {e} epoch(s) of "
-            f"{args.train_images} MNIST images, MNIST preset models"
-        )
-        walls = []
-        for label, env in ways.items():
-            wall, each = run_together(stage_commands(), root, env)
-            walls.append(wall)
-            parts = ", ".join(f"{s} {t:.1f} s" for s, t in each.items())
-            print(f"  {label}: {wall:.1f} s  ({parts})")
-        print(f"the split is {walls[0] / walls[1]:.2f}x faster")
+        import mlflow  # the store's schema first: its migrations are not evaluate's cost
+
+        mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).search_experiments()
+        user_set = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+        ways = {"genpipe's threads": {k: v for k, v in env.items() if k not in user_set}}
+        if not args.no_contrast:
+            defaults = {"OMP_NUM_THREADS": str(cores), "GOMP_SPINCOUNT": "300000"}
+            ways["torch's defaults"] = {**ways["genpipe's threads"], **defaults}
+        sets = f", {' '.join(args.set)}" if args.set else ""
+        print(f"`dvc repro -f -s evaluate` on digits{sets}, {cores} cores")
+        for label, way in ways.items():
+            alone, alone_load = evaluate(project, way)
+            print(f"  {label}: alone {alone:.1f} s ({alone_load})", flush=True)
+            with busy_loops(2):
+                beside, beside_load = evaluate(project, way)
+            print(
+                f"  {label}: beside two busy loops {beside:.1f} s ({beside_load}): "
+                f"{beside / alone:.1f}x its time alone (goal <= 4x)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ gets no request (the flow never started) exits without touching anything.
   depends on was skipped too; once an upstream stage ran (or was restored from the run-cache),
   its outputs may differ, so the stage goes to `dvc repro --single-item` and DVC decides;
 - stages on the same level of the graph (same longest distance from a source) that may run share
-  the CPU cores (dvc_runner.shared_cpu_env).
+  the CPU cores (genpipe.cpu, GENPIPE_CPU_SHARE).
 """
 
 from __future__ import annotations

@@ -81,28 +81,6 @@ def stage_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, "PATH": path, **extra}
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def shared_cpu_env(n_tasks: int, cores: int, environ: Mapping[str, str]) -> dict[str, str]:
-    """Thread caps for `n_tasks` stage processes that run at once on `cores` CPU cores.
-
-    Each PyTorch process otherwise starts one OpenMP thread per core; three of them on two cores
-    spin-wait on each other (benchmarks/shared_cores.py measures the split against it, figures in
-    docs/benchmarks.md). The cores are split evenly instead. A thread
-    count the user set (OMP_NUM_THREADS in the environment, or train.cpu_threads in params.yaml)
-    wins. GPU training is unaffected: its CPU threads only feed the device.
-    """
-    if "OMP_NUM_THREADS" in environ:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, cores // max(1, n_tasks)))}
-
-
 def classify(stage: str, output: str) -> Outcome:
     """Read DVC's log to tell a real run from a skip or a run-cache restore."""
     if f"Running stage '{stage}'" in output:

@@ -12,7 +12,7 @@ what is stale (pipelines.dvc_plan), once, before any stage runs.
   decides: a stage made stale by an upstream rerun runs, one whose inputs came out the same is
   skipped, one found in DVC's run-cache ends "Cached".
 - A stage starts as soon as the stages it depends on are done, so independent stages (the
-  trainings) run at once and split the CPU cores between them (dvc_runner.shared_cpu_env).
+  trainings) run at once and split the CPU cores between them (genpipe.cpu, GENPIPE_CPU_SHARE).
 - The Prefect flow-run id is the pipeline run id: every stage gets it as GENPIPE_PIPELINE_RUN_ID
   and tags its MLflow run `genpipe.pipeline_run_id` with it.
 - The download stage retries, with exponential backoff; every stage has a timeout.
@@ -39,6 +39,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, State
 
+from genpipe import cpu
 from genpipe.errors import GenpipeError
 from genpipe.settings import project_root
 from pipelines import dvc_runner, run_summary
@@ -166,14 +167,13 @@ def stage_timeouts_for(
 
 def thread_env(
     plan: StagePlan,
-    cores: int,
     environ: Mapping[str, str],
     local: Collection[str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Per stage, the thread cap when it may run alongside others on its level of the graph
+    """Per stage, its GENPIPE_CPU_SHARE when it may run alongside others on its level of the graph
     (`local`: the stages that run on this host; the others' workers have their own cores)."""
     return {
-        stage: dvc_runner.shared_cpu_env(peers, cores, environ) if peers > 1 else {}
+        stage: cpu.share_env(peers, environ) if peers > 1 else {}
         for stage, peers in plan.sharing(local).items()
     }
 
@@ -212,7 +212,7 @@ def genpipe_pipeline(
         )
     remote = {s for s in order if dispatcher is not None and dispatcher.is_remote(s)}
     local = [s for s in order if s not in remote]
-    envs = thread_env(plan, dvc_runner.usable_cores(), os.environ, local if remote else None)
+    envs = thread_env(plan, os.environ, local if remote else None)
 
     delays = [download_retry_delay_seconds * 2**i for i in range(download_retries)]
     retried = dvc_stage.with_options(retries=download_retries, retry_delay_seconds=delays or 0)

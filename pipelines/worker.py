@@ -12,7 +12,8 @@ replaces itself with `prefect worker start` (one process), with:
   heartbeats and the zombie automation notices when this host goes silent;
 - PREFECT_WORKER_QUERY_SECONDS = orchestration.worker_poll_seconds;
 - GIT_SSH_COMMAND with the team key (pipelines.code_remote.git_ssh_command) for the clone;
-- `--limit` stage runs at a time (default 1: one stage owns the machine's accelerator and cores).
+- `--limit` stage runs at a time (default 1: one stage owns the machine's accelerator and cores),
+  and GENPIPE_CPU_SHARE multiplied by it, so that many stages split the cores (genpipe.cpu).
 Run it under a supervisor that stops the whole process group (systemd: KillMode=control-group):
 a worker that dies alone leaves its stage running unwatched.
 """
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from genpipe import cpu
 from genpipe.errors import GenpipeError
 
 REQUIRED = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
@@ -35,7 +37,9 @@ class WorkerError(GenpipeError):
     """The worker cannot start: a missing address, a server that does not answer, no pool."""
 
 
-def worker_env(environ: Mapping[str, str], heartbeat: int, poll: float) -> dict[str, str]:
+def worker_env(
+    environ: Mapping[str, str], heartbeat: int, poll: float, limit: int = 1
+) -> dict[str, str]:
     """The environment `prefect worker start` runs with (and passes to every stage run)."""
     from pipelines.code_remote import git_env
 
@@ -58,6 +62,7 @@ def worker_env(environ: Mapping[str, str], heartbeat: int, poll: float) -> dict[
             "PATH": os.pathsep.join([bin_dir, environ.get("PATH", "/usr/bin:/bin")]),
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
             "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
+            **cpu.share_env(limit, environ),
         }
     )
     return env
@@ -106,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(pools: {', '.join(config.remote_pools())})",
                 file=sys.stderr,
             )
-        env = worker_env(os.environ, config.heartbeat_seconds, config.worker_poll_seconds)
+        env = worker_env(
+            os.environ, config.heartbeat_seconds, config.worker_poll_seconds, args.limit
+        )
         check_servers(env, args.pool)
     except GenpipeError as exc:
         print(f"genpipe worker: error: {exc}", file=sys.stderr)

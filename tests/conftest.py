@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker's torch (in-process, and in the stages it starts) takes its
+    share of the cores instead of every core: GENPIPE_CPU_SHARE = the number of workers."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is None:
+        return
+    import torch
+
+    from genpipe import cpu
+
+    os.environ.update(cpu.share_env(int(workers)))
+    if (threads := cpu.stage_threads(0)) is not None:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store whose schema is created once per session (migrations are slow)."""

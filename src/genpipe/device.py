@@ -1,18 +1,21 @@
-"""Device and precision selection: decided once, from `runtime` plus what the machine offers.
+"""Device, precision and CPU threads: decided once, from `runtime` plus what the machine offers.
 
 Training, evaluation and serving all resolve their device here. The choice is a pure function of
 (requested, available) so it can be unit-tested on a CPU box; `detect()` is the only place that
-asks torch what hardware exists.
+asks torch what hardware exists. How many threads torch computes with is genpipe.cpu's answer,
+applied here for the length of a stage's compute.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from genpipe import cpu
 from genpipe.config import RuntimeConfig
 from genpipe.errors import GenpipeError
 
@@ -112,3 +115,21 @@ def prepare_module(module: torch.nn.Module, runtime: Runtime) -> torch.nn.Module
     if runtime.channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module
+
+
+@contextlib.contextmanager
+def cpu_threads(config: RuntimeConfig) -> Iterator[int]:
+    """torch's intra-op threads while a stage computes (genpipe.cpu.stage_threads); the count
+    before is put back on exit, so a stage run in-process (tests) leaves the interpreter as is.
+
+    Inter-op threads are left alone: they serve torch.jit.fork, which genpipe does not use.
+    """
+    before = torch.get_num_threads()
+    threads = cpu.stage_threads(config.cpu_threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    log.info("torch computes with %d CPU thread(s)", torch.get_num_threads())
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

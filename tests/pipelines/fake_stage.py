@@ -2,7 +2,7 @@
 
 Copied into a project copy by tests/pipelines/conftest.py, so the flow's wiring (order, skips,
 retries, timeouts, env, artifacts) is tested against real DVC without waiting for training.
-Each call appends {stage, run_id, pid, omp_threads, start, end} to trace/<stage>.jsonl.
+Each call appends {stage, run_id, pid, cpu_share, start, end} to trace/<stage>.jsonl.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(stage: str) -> int:
         "stage": stage,
         "run_id": run_id,
         "pid": os.getpid(),
-        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_share": os.environ.get("GENPIPE_CPU_SHARE"),
         "start": time.time(),
     }
     trace = Path("trace") / f"{stage}.jsonl"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.dvc_runner import usable_cores
+from genpipe import cpu
 from pipelines.genpipe_flow import genpipe_pipeline, main
 from tests.pipelines.conftest import FAKE_STAGES, trace
 
@@ -61,12 +61,11 @@ def test_run_then_noop_then_override(fake_project: Path) -> None:
     overlap = min(vae["end"], gan["end"]) - max(vae["start"], gan["start"])
     print(f"VAE/GAN stage commands overlapped {overlap:.1f} s of 5.0 s each")
     assert overlap > 1.0  # DVC releases its repo lock while a stage command runs
-    # the concurrent trainings split the cores instead of each taking all of them
-    user_set = os.environ.get("OMP_NUM_THREADS")
-    shared = user_set or str(max(1, usable_cores() // 3))
+    # the three concurrent trainings split the cores instead of each taking all of them
+    outer = os.environ.get(cpu.SHARE_ENV)  # the test run's own share (pytest-xdist workers)
     for stage in STAGES:
-        expected = shared if stage.startswith("train_") else user_set
-        assert trace(fake_project, stage)[-1]["omp_threads"] == expected, stage
+        expected = str(3 * int(outer or 1)) if stage.startswith("train_") else outer
+        assert trace(fake_project, stage)[-1]["cpu_share"] == expected, stage
 
     artifacts = _artifacts(run_id)
     summary = artifacts["genpipe-summary"]

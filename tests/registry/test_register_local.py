@@ -70,7 +70,19 @@ def snapshot_and_decide(report: Path, out: Path, values: dict[str, float] | None
     params = out.parent / "params.yaml"
     params.write_text(yaml.safe_dump(raw_params()))
     out.mkdir(parents=True, exist_ok=True)
-    assert champions.main(["--params", str(params), "--out", str(out / "champions.json")]) == 0
+    assert (
+        champions.main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(out / "champions.json"),
+                "--work",
+                str(out / "work"),
+            ]
+        )
+        == 0
+    )
     snapshot = Champions.model_validate_json((out / "champions.json").read_text())
     held = scored(snapshot, Report.model_validate_json(report.read_text()), values or {})
     (out / "incumbents.json").write_text(held.model_dump_json())

@@ -34,7 +34,19 @@ def decided(tmp_path: Path, report: Path, prefix: str) -> Path:
     )
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    assert champions.main(["--params", str(params), "--out", str(out / "champions.json")]) == 0
+    assert (
+        champions.main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(out / "champions.json"),
+                "--work",
+                str(out / "work"),
+            ]
+        )
+        == 0
+    )
     snapshot = Champions.model_validate_json((out / "champions.json").read_text())
     held = scored(snapshot, Report.model_validate_json(report.read_text()), {})
     (out / "incumbents.json").write_text(held.model_dump_json())
@@ -116,7 +128,19 @@ def test_server_down_error_names_the_uri_and_writes_nothing(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw_params()))
-    assert champions.main(["--params", str(params), "--out", str(tmp_path / "c.json")]) == 2
+    assert (
+        champions.main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(tmp_path / "c.json"),
+                "--work",
+                str(tmp_path / "work"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert uri in err and "unreachable" in err
     assert not (tmp_path / "c.json").exists()

@@ -38,4 +38,5 @@ def test_changing_gan_lr_reruns_only_the_gan_branch(project_copy: Path) -> None:
     shrink_params(project_copy, {"gan": {"lr": {"generator": 0.0003}}})
     again = dvc(project_copy, "repro", "train_vae", "train_gan")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert ran(again.stdout) == {"train_gan"}
+    # check_params reads every parameter; its output is constant, so nothing downstream follows it
+    assert ran(again.stdout) - {"check_params"} == {"train_gan"}

@@ -30,16 +30,14 @@ class DistributedConfig(Section):
 
 
 class RuntimeConfig(Section):
-    """`runtime:` where and how training computes; changing these reruns no stage."""
+    """`runtime:` where and how the stages compute; changing these reruns no stage."""
 
     device: Literal["auto", "cpu", "cuda", "mps"]
     precision: Literal["auto", "fp32", "bf16"]
     compile: bool
     num_workers: int = Field(ge=0)
     max_device_bytes: PositiveInt
-    # CPU threads for torch; 0 = auto: 1 for images <= 16x16 (overhead-bound ops gain nothing
-    # from threads and suffer badly on a busy machine), torch's default otherwise.
-    cpu_threads: int = Field(ge=0)
+    cpu_threads: int = Field(ge=0)  # torch's CPU threads per stage; 0 = auto (genpipe.cpu)
     checkpoint_every: PositiveInt
     log_images_every: PositiveInt
     distributed: DistributedConfig

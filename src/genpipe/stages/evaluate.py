@@ -25,7 +25,8 @@ def evaluate_stage(params: Params, args: argparse.Namespace) -> None:
     started = time.time()
     where = device.select_device(params.runtime.device, device.detect())
     inputs = load_inputs(args.prepared, args.vae, args.gan, args.evaluator, where)
-    evaluation = evaluate(inputs, params.evaluate, where)
+    with device.cpu_threads(params.runtime):
+        evaluation = evaluate(inputs, params.evaluate, where)
     write_outputs(evaluation, args.out, args.plots)
     report = evaluation.report
     run_id = tracking.record_run(

@@ -9,20 +9,23 @@ command with GENPIPE_NODE_RANK=<n> joins it (`make train-node`).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
-from torch.distributed.elastic.multiprocessing.errors import record
-
-from genpipe.config import load_params
 from genpipe.stages import _cli
-from genpipe.training import distributed
-from genpipe.training.run import TrainPaths, train
 
 
-def train_stage(params_path: str, task: str, paths: TrainPaths, argv: list[str]) -> None:
-    params = load_params(params_path)
+def train_stage(args: argparse.Namespace, argv: list[str]) -> None:
+    # torch only from here on: _cli.run has set OpenMP's wait policy, which it reads on import
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    from genpipe.config import load_params
+    from genpipe.training import distributed
+    from genpipe.training.run import TrainPaths, train
+
+    params = load_params(args.params)
     config = params.runtime.distributed
     if distributed.should_launch(config):
         node_rank = int(os.environ.get("GENPIPE_NODE_RANK", "0"))
@@ -30,10 +33,11 @@ def train_stage(params_path: str, task: str, paths: TrainPaths, argv: list[str])
         command = distributed.torchrun_command(config, node_rank, module)
         sys.stdout.flush()
         os.execv(command[0], command)  # torchrun's exit status becomes the stage's
-    train(task, params, paths)
+    paths = TrainPaths(args.prepared, args.out, args.work, args.plots)
+    # under torchrun: a failing rank's traceback goes into the job's error summary
+    record(train)(args.task, params, paths)
 
 
-@record  # under torchrun: a failing rank's traceback goes into the job's error summary
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = _cli.parser(__doc__ or "")
@@ -43,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, required=True, help="resume folder (outside DVC)")
     p.add_argument("--plots", type=Path, default=None, help="per-epoch CSV (dvc plots)")
     args = p.parse_args(argv)
-    paths = TrainPaths(args.prepared, args.out, args.work, args.plots)
-    return _cli.run(f"train_{args.task}", lambda: train_stage(args.params, args.task, paths, argv))
+    return _cli.run(f"train_{args.task}", lambda: train_stage(args, argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Process-wide switches for the length of a training run: CPU threads, TF32, glibc heap reuse.
+"""Process-wide switches for the length of a training run: TF32, glibc heap reuse.
 
 They are set on entry and put back on exit, so a test or a benchmark that trains in-process
 leaves the interpreter as it found it.
@@ -14,14 +14,6 @@ from collections.abc import Iterator
 import torch
 
 from genpipe.device import Runtime
-
-
-def cpu_threads(requested: int, image_shape: tuple[int, ...], default: int) -> int:
-    """0 = auto: one thread for small images (overhead-bound), else torch's default."""
-    if requested > 0:
-        return requested
-    return 1 if image_shape[-1] * image_shape[-2] <= 16 * 16 else default
-
 
 # glibc's mallopt(3) parameters. Its thresholds are dynamic until first set, and setting one
 # ends that, so the exit values are where they settle for a workload of large tensors: the mmap
@@ -65,19 +57,14 @@ def cpu_heap_reuse() -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def activated(runtime: Runtime, threads: int | None = None) -> Iterator[None]:
-    """Apply the switches (TF32, CPU threads, heap reuse) for the duration of training."""
+def activated(runtime: Runtime) -> Iterator[None]:
+    """Apply the switches (TF32, heap reuse) for the duration of training."""
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    old_threads = torch.get_num_threads()
     if runtime.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cpu = runtime.device.type == "cpu"
-    if threads is not None and cpu:
-        torch.set_num_threads(threads)
     try:
-        with cpu_heap_reuse() if cpu else contextlib.nullcontext():
+        with cpu_heap_reuse() if runtime.device.type == "cpu" else contextlib.nullcontext():
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-        torch.set_num_threads(old_threads)

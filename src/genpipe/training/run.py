@@ -12,8 +12,6 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from genpipe import device, io, tracking
 from genpipe.config import Params
 from genpipe.data.dataset import PreparedData, load_prepared
@@ -127,9 +125,6 @@ def _train(
     schedule = loop.Schedule(
         task.epochs, params.runtime.checkpoint_every, params.runtime.log_images_every, stop_after
     )
-    threads = process.cpu_threads(
-        params.runtime.cpu_threads, data.image_shape, torch.get_num_threads()
-    )
     tags = {
         "genpipe.data_hash": data.data_hash,
         "genpipe.device": runtime.name,
@@ -141,7 +136,7 @@ def _train(
         if ranks.is_main
         else contextlib.nullcontext()
     )
-    with process.activated(runtime, threads), tracked as run:
+    with device.cpu_threads(params.runtime), process.activated(runtime), tracked as run:
         logged = 0
         if run is not None:
             # a killed attempt logged the epochs after its last checkpoint already

@@ -1,0 +1,19 @@
+"""The environment a worker host gives its stage runs."""
+
+from __future__ import annotations
+
+from genpipe.cpu import SHARE_ENV
+from pipelines.worker import worker_env
+
+ADDRESSES = {
+    "PREFECT_API_URL": "http://127.0.0.1:1/api",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:2",
+    "GENPIPE_DVC_REMOTE_URL": "ssh://genpipe@127.0.0.1:3/srv/dvc",
+}
+
+
+def test_a_worker_running_several_stages_splits_the_cores_among_them() -> None:
+    assert worker_env(ADDRESSES, 30, 5, limit=1)[SHARE_ENV] == "1"
+    assert worker_env(ADDRESSES, 30, 5, limit=2)[SHARE_ENV] == "2"
+    # a host that already shares its cores (GENPIPE_CPU_SHARE set by whoever started the worker)
+    assert worker_env({**ADDRESSES, SHARE_ENV: "2"}, 30, 5, limit=3)[SHARE_ENV] == "6"
