@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.dvc_runner import StageResult
+from pipelines.dvc_stage import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def headline(outputs: PipelineOutputs) -> list[dict[str, Any]]:
 
 def _outcome(result: StageResult) -> str:
     if not result.dvc_started:
-        return f"{result.outcome} (up to date before the run; DVC not started)"
+        return f"{result.outcome} (up to date before the run; DVC not asked again)"
     return f"{result.outcome} on {result.host}" if result.host else result.outcome
 
 

@@ -1,20 +1,19 @@
 """`python -m pipelines.worker --pool genpipe-gpu` (`make worker POOL=genpipe-gpu`): a worker host.
 
 A worker host needs a checkout with the venv (`make install`: genpipe's dependencies; the code a
-stage runs is cloned per stage at the flow run's commit) and addresses, in the environment:
-PREFECT_API_URL, MLFLOW_TRACKING_URI and GENPIPE_DVC_REMOTE_URL, plus GENPIPE_DVC_REMOTE_KEYFILE
-and GENPIPE_SSH_KNOWN_HOSTS for the team services' sshd (copy the key and known_hosts files from
-the services host). `eval "$(make -s services-env)"` on the services host prints them all.
+stage runs is the flow run's commit, fetched and installed per commit by pipelines.checkout) and
+addresses, in the environment: PREFECT_API_URL, MLFLOW_TRACKING_URI and GENPIPE_DVC_REMOTE_URL,
+plus GENPIPE_DVC_REMOTE_KEYFILE and GENPIPE_SSH_KNOWN_HOSTS for the team services' sshd (copy the
+key and known_hosts files from the services host); `make -s services-env` there prints them all.
 
 This checks those, that the Prefect and MLflow servers answer and that the pool exists, then
 replaces itself with `prefect worker start` (one process), with:
-- PREFECT_FLOWS_HEARTBEAT_FREQUENCY = orchestration.heartbeat_seconds, so a stage run sends
-  heartbeats and the zombie automation notices when this host goes silent;
-- PREFECT_WORKER_QUERY_SECONDS = orchestration.worker_poll_seconds;
-- GIT_SSH_COMMAND with the team key (pipelines.code_remote.git_ssh_command) for the clone;
+- PREFECT_FLOWS_HEARTBEAT_FREQUENCY = orchestration.heartbeat_seconds, so the zombie automation
+  notices when this host goes silent; PREFECT_WORKER_QUERY_SECONDS = worker_poll_seconds;
+- GIT_SSH_COMMAND with the team key (pipelines.code_remote.git_ssh_command) for the fetches;
+- GENPIPE_CPU_SHARE = `--limit`, the stages that may share this host's cores;
 - `--limit` stage runs at a time (default 1: one stage owns the machine's accelerator and cores).
-Run it under a supervisor that stops the whole process group (systemd: KillMode=control-group):
-a worker that dies alone leaves its stage running unwatched.
+Run it under a supervisor that stops the whole process group (systemd: KillMode=control-group).
 """
 
 from __future__ import annotations
@@ -35,7 +34,9 @@ class WorkerError(GenpipeError):
     """The worker cannot start: a missing address, a server that does not answer, no pool."""
 
 
-def worker_env(environ: Mapping[str, str], heartbeat: int, poll: float) -> dict[str, str]:
+def worker_env(
+    environ: Mapping[str, str], heartbeat: int, poll: float, limit: int
+) -> dict[str, str]:
     """The environment `prefect worker start` runs with (and passes to every stage run)."""
     from pipelines.code_remote import git_env
 
@@ -58,6 +59,7 @@ def worker_env(environ: Mapping[str, str], heartbeat: int, poll: float) -> dict[
             "PATH": os.pathsep.join([bin_dir, environ.get("PATH", "/usr/bin:/bin")]),
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
             "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
+            "GENPIPE_CPU_SHARE": environ.get("GENPIPE_CPU_SHARE", str(limit)),
         }
     )
     return env
@@ -100,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(pools: {', '.join(config.remote_pools())})",
                 file=sys.stderr,
             )
-        env = worker_env(os.environ, config.heartbeat_seconds, config.worker_poll_seconds)
+        env = worker_env(
+            os.environ, config.heartbeat_seconds, config.worker_poll_seconds, args.limit
+        )
         check_servers(env, args.pool)
     except GenpipeError as exc:
         print(f"genpipe worker: error: {exc}", file=sys.stderr)

@@ -21,6 +21,12 @@ def stage_names(dvc_yaml: Path) -> list[str]:
 FAKE_STAGES = stage_names(HERE / "fake_dvc.yaml")
 
 
+@pytest.fixture(autouse=True)
+def restore_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow moves to its project folder (DVC's API works from there): come back after."""
+    monkeypatch.chdir(Path.cwd())
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect API (SQLite) shared by the session: it takes seconds to start."""

@@ -2,7 +2,7 @@
 
 Copied into a project copy by tests/pipelines/conftest.py, so the flow's wiring (order, skips,
 retries, timeouts, env, artifacts) is tested against real DVC without waiting for training.
-Each call appends {stage, run_id, pid, omp_threads, start, end} to trace/<stage>.jsonl.
+Each call appends {stage, run_id, pid, cpu_share, start, end} to trace/<stage>.jsonl.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(stage: str) -> int:
         "stage": stage,
         "run_id": run_id,
         "pid": os.getpid(),
-        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_share": os.environ.get("GENPIPE_CPU_SHARE"),
         "start": time.time(),
     }
     trace = Path("trace") / f"{stage}.jsonl"
@@ -44,7 +44,7 @@ def main(stage: str) -> int:
             print("mirror unreachable (simulated)", file=sys.stderr)
             return 1
         if Path("download_hangs").exists():
-            time.sleep(600)
+            time.sleep(600)  # the hang a timeout must stop
         write("data/raw/images.txt", params["data"]["dataset"])
     elif stage == "prepare":
         write("data/prepared/meta.json", {"seed": params["data"]["seed"]})
@@ -60,8 +60,7 @@ def main(stage: str) -> int:
             return 2
     elif stage in ("train_vae", "train_gan", "train_evaluator"):
         name = stage.removeprefix("train_")
-        time.sleep(params[name]["epochs"] / 100)  # default params: 0.6 s, 1.5 s, 0.3 s
-        write(f"data/models/{name}/model.txt", "weights")
+        write(f"data/models/{name}/model.txt", f"weights after {params[name]['epochs']} epochs")
         write(
             f"data/models/{name}/run.json",
             {

@@ -1,0 +1,157 @@
+"""`python -m pipelines.deploy` (`make deploy-stages`, `make prefect-deploy`): the Prefect server's
+side of genpipe, from its two declarations, idempotently:
+
+- prefect.yaml: every deployment (`genpipe`, `genpipe-weekly`, and `genpipe-stage/<pool>` per
+  work pool of `orchestration.pools`, whose pull step fetches the flow run's commit). Missing work
+  pools it names are created (process type), then `prefect deploy --all` registers them all.
+- params.yaml `orchestration:`: the automations that end a dispatched run which cannot end well
+  by itself (self-hosted Prefect servers do not do this on their own):
+  - zombie: a flow run whose heartbeats stop for `zombie_after_seconds` is marked Crashed (its
+    worker died or lost the network; the flow sends the stage again);
+  - queue timeout: a dispatched run no worker takes within `queue_timeout_seconds` is Cancelled;
+  - budget, per dispatched stage: a run still going after its `timeouts` entry is cancelled
+    (the worker stops its process group).
+Run it again after changing either file; the flow refuses to dispatch until the server matches.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from genpipe.config import OrchestrationConfig, load_params
+from genpipe.config.orchestration import LOCAL
+from genpipe.errors import GenpipeError
+from genpipe.settings import project_root
+from pipelines.checkout import COMMIT_VAR, REMOTE_VAR
+
+FINAL = ["Completed", "Failed", "Crashed", "Cancelled", "Cancelling"]
+
+
+def declared_pools(project: Path) -> set[str]:
+    """Every work pool a deployment in prefect.yaml names."""
+    import yaml
+
+    spec = yaml.safe_load((project / "prefect.yaml").read_text())
+    return {d["work_pool"]["name"] for d in spec["deployments"]}
+
+
+def expected_automations(config: OrchestrationConfig) -> list[Any]:
+    """The automations of these params (Prefect's Automation objects, not yet created)."""
+    from prefect.automations import Automation
+
+    from pipelines.dispatch import DISPATCH_TAG, stage_tag
+
+    def proactive(after: str, expect: list[str], within: float, **match: Any) -> dict[str, Any]:
+        return {
+            "type": "event",
+            "posture": "Proactive",
+            "after": [f"prefect.flow-run.{after}"],
+            "expect": [f"prefect.flow-run.{e}" for e in expect],
+            "match": {"prefect.resource.id": "prefect.flow-run.*"},
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": timedelta(seconds=within),
+            **match,
+        }
+
+    def tagged(tag: str) -> dict[str, Any]:
+        return {"match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}}
+
+    zombie = config.zombie_after_seconds
+    specs = [
+        {
+            "name": "genpipe-zombie",
+            "description": "a flow run whose heartbeats stop is Crashed",
+            "trigger": proactive("heartbeat", ["*"], zombie),
+            "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                         "message": f"no heartbeat for {zombie} s: its worker host died or lost "
+                         "the network"}],
+        },
+        {
+            "name": "genpipe-queue-timeout",
+            "description": "a dispatched run no worker of its pool takes in time is Cancelled",
+            "trigger": proactive("Scheduled", ["Pending", "Running", *FINAL],
+                                 config.queue_timeout_seconds, **tagged(DISPATCH_TAG)),
+            "actions": [{"type": "change-flow-run-state", "state": "CANCELLED",
+                         "message": f"no worker took it within {config.queue_timeout_seconds:g} s"}],
+        },
+    ]  # fmt: skip
+    for stage in sorted(s for s, pool in config.pools.items() if pool != LOCAL):
+        specs.append(
+            {
+                "name": f"genpipe-budget-{stage}",
+                "description": f"a run of stage {stage} past orchestration.timeouts is cancelled",
+                "trigger": proactive("Running", FINAL, config.timeout_of(stage), **tagged(stage_tag(stage))),
+                "actions": [{"type": "cancel-flow-run"}],
+            }
+        )  # fmt: skip
+    return [Automation.model_validate(spec) for spec in specs]
+
+
+def same_automation(found: Any, wanted: Any) -> bool:
+    """Equal but for the ids the server gives triggers and automations."""
+    return found.trigger.model_dump(exclude={"id"}) == wanted.trigger.model_dump(
+        exclude={"id"}
+    ) and [a.model_dump() for a in found.actions] == [a.model_dump() for a in wanted.actions]
+
+
+def deploy(project: Path, config: OrchestrationConfig) -> list[str]:
+    """Pools, `prefect deploy --all`, automations, on the server PREFECT_API_URL names."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    made = []
+    with get_client(sync_client=True) as client:
+        for pool in sorted(declared_pools(project)):
+            try:
+                client.read_work_pool(pool)
+            except ObjectNotFound:
+                template = ProcessWorker.get_default_base_job_template()
+                client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+                made.append(f"work pool {pool}")
+        prefect = str(Path(sys.executable).parent / "prefect")
+        # the pull steps' {{ $GENPIPE_COMMIT }} stay templates, filled per run on the worker
+        env = {k: v for k, v in os.environ.items() if k not in (COMMIT_VAR, REMOTE_VAR)}
+        done = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=project, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            raise GenpipeError(f"`prefect deploy --all` failed in {project}:\n{done.stdout}{done.stderr}")
+        made.append("deployments of prefect.yaml")
+        for wanted in expected_automations(config):
+            for old in client.read_automations_by_name(wanted.name):
+                client.delete_automation(old.id)
+            wanted.create()
+            made.append(f"automation {wanted.name}")
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m pipelines.deploy", description=__doc__).parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "genpipe: error: set PREFECT_API_URL to the team's Prefect server "
+            '(eval "$(make -s services-env)"); a temporary local API would vanish with this command',
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        project = project_root()
+        for line in deploy(project, load_params(project / "params.yaml").orchestration):
+            print(line)
+    except GenpipeError as exc:
+        print(f"genpipe: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""One stage in a checkout, with DVC deciding whether it is skipped, restored or run.
+
+`settle` asks DVC's Python API what `dvc repro` would do, and does it unless that means running
+the command: a stage DVC finds up to date is "skipped"; one whose run record for these exact
+inputs is in the run-cache (`pull`: also the DVC remote's) is checked out from it and written to
+dvc.lock, "restored". A stage left to run goes to `run`: `dvc repro --single-item --no-run-cache`
+in its own process group, so a timeout stops the stage command along with DVC, and its output
+goes to the flow's log. DVC holds its repo lock only while it hashes and writes dvc.lock, so
+stages with disjoint outputs run at once; `--wait-for-lock` queues those short phases.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from genpipe.errors import GenpipeError
+
+Outcome = Literal["ran", "skipped", "restored"]
+_TAIL_LINES = 25
+
+
+class StageFailed(GenpipeError):
+    """A stage's command failed or ran out of time; the message says which and why."""
+
+    def __init__(self, stage: str, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.output = output
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What happened to one stage, and when (wall-clock seconds since the epoch).
+
+    `dvc_started` is False for a stage the flow skipped on the plan alone.
+    """
+
+    stage: str
+    outcome: Outcome
+    started: float
+    finished: float
+    output: str = ""
+    dvc_started: bool = True
+    host: str | None = None  # a dispatched stage's worker (None: this host)
+    timings: Mapping[str, float] = field(default_factory=dict)  # a dispatched stage's phases
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+
+def settle(project: Path, name: str, pull: bool = False) -> Outcome | None:
+    """"skipped" or "restored" when DVC needs no run of the command; None when it does."""
+    from dvc.repo import Repo, lock_repo
+    from dvc.stage.cache import RunCacheNotFoundError
+
+    with Repo(str(project), _wait_for_lock=True) as repo, lock_repo(repo):
+        [stage] = repo.stage.collect(name)
+        if not stage.changed():
+            return "skipped"
+        if pull:
+            fetch_run_records(repo, stage)
+        stage.remove_outs(ignore_remove=False, force=False)  # as `dvc repro` does first
+        try:
+            repo.stage_cache.restore(stage, pull=pull)
+        except RunCacheNotFoundError:
+            return None
+        stage.save()
+        stage.commit()
+        stage.dump(update_pipeline=False)
+    return "restored"
+
+
+def fetch_run_records(repo: Any, stage: Any) -> None:
+    """The DVC remote's run records for this stage's inputs (its run-cache key), only those:
+    `dvc pull --run-cache` would fetch every record of every stage."""
+    from dvc.stage.cache import _can_hash, _get_stage_hash
+
+    if not _can_hash(stage):
+        return
+    stage.save_deps()
+    key = _get_stage_hash(stage)
+    odb = repo.cloud.get_remote_odb(None, "fetch --run-cache", hash_name="md5-dos2unix")
+    local = Path(repo.stage_cache._get_cache_dir(key))
+    try:
+        found = list(odb.fs.find(odb.fs.join(odb.path, "runs", key[:2], key)))
+    except FileNotFoundError:
+        return
+    for path in found:
+        if not (local / odb.fs.name(path)).exists():
+            local.mkdir(parents=True, exist_ok=True)
+            odb.fs.get_file(path, str(local / odb.fs.name(path)))
+
+
+def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> StageResult:
+    """`dvc repro` of one stage; StageFailed on a non-zero exit or after `timeout` seconds.
+
+    Any way out of this call (a timeout, a signal that ends the flow run) stops the stage's
+    whole process group, so no stage command keeps running unwatched.
+    """
+    started = time.time()
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
+         "--no-run-cache", stage],
+        cwd=project,
+        env={**os.environ, "PATH": path, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        output = _stop_group(proc)
+        raise StageFailed(
+            stage,
+            f"stage '{stage}' timed out after {timeout:g} s and was stopped; raise "
+            f"orchestration.timeouts.{stage} in params.yaml (or -S it) or shrink its params."
+            f"\n{_tail(output)}",
+            output,
+        ) from None
+    except BaseException:
+        _stop_group(proc, grace_seconds=5.0)
+        raise
+    if proc.returncode != 0:
+        raise StageFailed(
+            stage,
+            f"stage '{stage}' failed (`dvc repro` exit {proc.returncode}) in {project}; "
+            f"last lines of its output:\n{_tail(output)}",
+            output,
+        )
+    return StageResult(stage, "ran", started, time.time(), output)
+
+
+def _stop_group(proc: subprocess.Popen[str], grace_seconds: float = 10.0) -> str:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.communicate(timeout=grace_seconds)[0] or ""
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.communicate()[0] or ""
+
+
+def _tail(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return "\n".join("    " + line for line in lines[-_TAIL_LINES:])
