@@ -4,7 +4,8 @@
 
 The flow starts train_vae, train_gan and train_evaluator together. Left alone, each PyTorch
 process starts one OpenMP thread per core, so on 2 cores 6 threads spin-wait on each other. The
-flow gives each OMP_NUM_THREADS = cores // 3 instead (pipelines.dvc_runner.shared_cpu_env). This
+flow tells each it shares the cores with two others instead (GENPIPE_CPU_SHARE=3; genpipe sizes
+its threads from it, DECISIONS.md "Threads"). This
 runs the three stage commands from dvc.yaml at once, on real 28x28 MNIST (read from disk) with the
 MNIST preset's models and a short run, both ways, and prints the wall times side by side.
 """
@@ -12,6 +13,7 @@ MNIST preset's models and a short run, both ways, and prints the wall times side
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -58,7 +60,6 @@ def run_together(
 
 
 def main() -> None:
-    from pipelines.dvc_runner import shared_cpu_env, usable_cores
     from pipelines.params_overrides import apply_overrides
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--preset", type=Path, default=REPO / "params/mnist.yaml")
     ap.add_argument("--mnist", type=Path, default=REPO.parent / "shared/datasets/mnist")
     args = ap.parse_args()
-    cores = usable_cores()
+    cores = len(os.sched_getaffinity(0))
     images, labels = mnist_pool(args.mnist)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -82,13 +83,14 @@ def main() -> None:
             ],
         )
         build_prepared(root, images, labels, n_test=1000, n_train=args.train_images)
-        base = {k: v for k, v in store_env(root).items() if k != "OMP_NUM_THREADS"}
+        base = {
+            k: v
+            for k, v in store_env(root).items()
+            if k not in ("OMP_NUM_THREADS", "GENPIPE_CPU_SHARE")
+        }
         ways = {
             "every process takes every core (PyTorch's default)": base,
-            "the flow's split (OMP_NUM_THREADS = cores // 3)": {
-                **base,
-                **shared_cpu_env(len(STAGES), cores, {}),
-            },
+            "the flow's split (GENPIPE_CPU_SHARE = 3)": {**base, "GENPIPE_CPU_SHARE": "3"},
         }
         print(
             f"{cores} cores; train_vae + train_gan + train_evaluator at once, {e} epoch(s) of "

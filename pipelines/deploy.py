@@ -30,6 +30,7 @@ from genpipe.settings import project_root
 from pipelines.checkout import COMMIT_VAR, REMOTE_VAR
 
 FINAL = ["Completed", "Failed", "Crashed", "Cancelled", "Cancelling"]
+NO_WORKER = "NoWorker"  # the name of the state a run no worker took ends in
 
 
 def declared_pools(project: Path) -> set[str]:
@@ -68,7 +69,7 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
             "name": "genpipe-zombie",
             "description": "a flow run whose heartbeats stop is Crashed",
             "trigger": proactive("heartbeat", ["*"], zombie),
-            "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+            "actions": [{"type": "change-flow-run-state", "state": "CRASHED", "name": "NoHeartbeat",
                          "message": f"no heartbeat for {zombie} s: its worker host died or lost "
                          "the network"}],
         },
@@ -77,7 +78,7 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
             "description": "a dispatched run no worker of its pool takes in time is Cancelled",
             "trigger": proactive("Scheduled", ["Pending", "Running", *FINAL],
                                  config.queue_timeout_seconds, **tagged(DISPATCH_TAG)),
-            "actions": [{"type": "change-flow-run-state", "state": "CANCELLED",
+            "actions": [{"type": "change-flow-run-state", "state": "CANCELLED", "name": NO_WORKER,
                          "message": f"no worker took it within {config.queue_timeout_seconds:g} s"}],
         },
     ]  # fmt: skip
@@ -124,12 +125,20 @@ def deploy(project: Path, config: OrchestrationConfig) -> list[str]:
         if done.returncode != 0:
             raise GenpipeError(f"`prefect deploy --all` failed in {project}:\n{done.stdout}{done.stderr}")
         made.append("deployments of prefect.yaml")
-        for wanted in expected_automations(config):
-            for old in client.read_automations_by_name(wanted.name):
+    return made + [f"automation {name}" for name in install_automations(config)]
+
+
+def install_automations(config: OrchestrationConfig) -> list[str]:
+    """Replace the automations of these params on the server; returns their names."""
+    from prefect import get_client
+
+    wanted = expected_automations(config)
+    with get_client(sync_client=True) as client:
+        for automation in wanted:
+            for old in client.read_automations_by_name(automation.name):
                 client.delete_automation(old.id)
-            wanted.create()
-            made.append(f"automation {wanted.name}")
-    return made
+            automation.create()
+    return [a.name for a in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,13 +205,15 @@ def raise_unless_completed(
     """WorkerLost for a Crashed run (sent again); StageFailed for every other way it ended."""
     from prefect.client.schemas.objects import StateType
 
+    from pipelines.deploy import NO_WORKER
+
     state = child.state
     message = (state.message or "").strip() if state else ""
     if state is not None and state.type == StateType.COMPLETED:
         return
     if state is not None and state.type == StateType.CRASHED:
         raise WorkerLost(stage, f"{where} crashed: {message}; sending it again")
-    if state is not None and state.type == StateType.CANCELLED and child.start_time is None:
+    if state is not None and state.type == StateType.CANCELLED and state.name == NO_WORKER:
         raise StageFailed(
             stage,
             f"stage {stage}: no worker of pool {pool} took it within "

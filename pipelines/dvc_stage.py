@@ -68,6 +68,8 @@ def settle(project: Path, name: str, pull: bool = False) -> Outcome | None:
             return "skipped"
         if pull:
             fetch_run_records(repo, stage)
+            repo._reset()  # a fresh stage: the fetch hashed its deps into this one
+            [stage] = repo.stage.collect(name)
         stage.remove_outs(ignore_remove=False, force=False)  # as `dvc repro` does first
         try:
             repo.stage_cache.restore(stage, pull=pull)

@@ -11,6 +11,7 @@ record (genpipe.share), from which the controller restores the stage.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -58,14 +59,18 @@ def configure(ws: Path, params: str, lock: str) -> None:
 
 @task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
 def pull_inputs(ws: Path, stage: str) -> None:
-    """The outputs of the stages `stage` depends on, as the controller's dvc.lock names them."""
+    """The outputs of the stages `stage` depends on, as the controller's dvc.lock names them;
+    git-tracked ones (metrics, plots: `cache: false`) from their objects on the remote too."""
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
         [node] = repo.stage.collect(stage)
-        upstream = [u.addressing for u in repo.index.graph.successors(node)]
+        upstream = list(repo.index.graph.successors(node))
         if upstream:
-            repo.pull(targets=upstream)
+            repo.pull(targets=[u.addressing for u in upstream])
+        for out in (o for u in upstream for o in u.outs if not o.use_cache and o.hash_info):
+            repo.cloud.pull([out.hash_info])
+            shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), out.fs_path)
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
@@ -77,11 +82,25 @@ def reproduce(ws: Path, stage: str, env: dict[str, str]) -> str:
     with Repo(str(ws)) as repo, _captured() as output:
         try:
             ran = repo.reproduce(stage, single_item=True, run_env=env)
-        except Exception as exc:
-            raise StageError(f"{exc}; last lines:\n{output()[-TAIL_CHARS:]}") from None
+        except BaseException as exc:
+            _stop_children()  # a cancelled run (its budget spent) stops the command too
+            if not isinstance(exc, Exception):
+                raise
+            cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
+            raise StageError(f"{cause}; last lines:\n{output()[-TAIL_CHARS:]}") from None
         text = output()
     get_run_logger().info("%s", text[-TAIL_CHARS:])
     return "ran" if ran else "skipped"
+
+
+def _stop_children(grace_seconds: float = 10.0) -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    for child in psutil.wait_procs(children, timeout=grace_seconds)[1]:
+        child.kill()
 
 
 @contextmanager

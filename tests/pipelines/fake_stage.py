@@ -37,14 +37,15 @@ def main(stage: str) -> int:
     with trace.open("a") as fh:  # written before any failure, so attempts are countable
         fh.write(json.dumps(record) + "\n")
 
+    if Path(f"{stage}_hangs").exists():
+        time.sleep(600)  # the hang a timeout must stop
+
     if stage == "download":
         failures = Path("download_failures")
         if failures.exists() and int(failures.read_text()) > 0:
             failures.write_text(str(int(failures.read_text()) - 1))
             print("mirror unreachable (simulated)", file=sys.stderr)
             return 1
-        if Path("download_hangs").exists():
-            time.sleep(600)  # the hang a timeout must stop
         write("data/raw/images.txt", params["data"]["dataset"])
     elif stage == "prepare":
         write("data/prepared/meta.json", {"seed": params["data"]["seed"]})

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pipelines.dvc_runner import StageResult
+from pipelines.dvc_stage import StageResult
 from pipelines.run_summary import collect, flatten, metrics_table, render_markdown
 
 HERE = Path(__file__).resolve().parent
