@@ -223,8 +223,9 @@ def raise_unless_completed(
     if state is not None and state.type == StateType.CANCELLED:
         raise StageFailed(
             stage,
-            f"{where} was cancelled ({message}); its budget is orchestration.timeouts of "
-            f"{stage}: {config.timeout_of(stage):g} s, raise it if the stage is slow",
+            f"{where} was cancelled ({message}): it ran past its budget, "
+            f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; raise it, "
+            "then `make deploy-stages`)",
         )
     if state is None or not state.is_final():
         raise StageFailed(

@@ -126,8 +126,9 @@ def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> St
         output = _stop_group(proc)
         raise StageFailed(
             stage,
-            f"stage '{stage}' timed out after {timeout:g} s and was stopped; raise "
-            f"orchestration.timeouts.{stage} in params.yaml (or -S it) or shrink its params."
+            f"stage '{stage}' timed out after {timeout:g} s and was stopped; raise its "
+            f"timeout (-S '++orchestration.timeouts.{stage}=SECONDS', or in params.yaml) or "
+            "shrink its params."
             f"\n{_tail(output)}",
             output,
         ) from None

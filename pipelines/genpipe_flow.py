@@ -21,6 +21,7 @@ The flow only wires, and keeps no list of stages: the graph comes from dvc.yaml 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -75,11 +76,11 @@ def as_state(result: StageResult, where: str = "") -> StageResult | State:
     return Completed(name=STATE_NAMES[result.outcome], message=message, data=result)
 
 
-def skipped_by_plan(stage: str, upstream: list[StageResult], plan: StagePlan) -> State | None:
+def skipped_by_plan(stage: str, upstream: list[StageResult], plan: StagePlan) -> StageResult | None:
     if not plan.skip_without_dvc(stage, any(r.outcome != "skipped" for r in upstream)):
         return None
     now = time.time()
-    return as_state(StageResult(stage, "skipped", now, now, dvc_started=False))
+    return StageResult(stage, "skipped", now, now, dvc_started=False)
 
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
@@ -93,8 +94,8 @@ def local_stage(
     share: bool,
 ) -> StageResult | State:
     """One stage in this checkout; `share`: push its outputs for the workers downstream."""
-    state = skipped_by_plan(stage, upstream, plan)
-    if state is None:
+    result = skipped_by_plan(stage, upstream, plan)
+    if result is None:
         started = time.time()
         outcome = dvc_stage.settle(project, stage)
         if outcome is None:
@@ -106,12 +107,13 @@ def local_stage(
             get_run_logger().info("stage %s ran in %.1f s\n%s", stage, result.seconds, result.output)
         else:
             result = StageResult(stage, outcome, started, time.time())
-        state = as_state(result)
     if share:
         from genpipe import share as sharing
 
+        started = time.time()
         sharing.push(project, [stage])
-    return state
+        result = dataclasses.replace(result, timings={"share": time.time() - started})
+    return as_state(result)
 
 
 @task(task_run_name="dispatch {stage}", cache_policy=NO_CACHE)
@@ -121,10 +123,7 @@ def dispatched_stage(
     """One stage on a worker of its pool (pipelines.dispatch), unless DVC needs no run."""
     from pipelines.dispatch import run_stage
 
-    state = skipped_by_plan(stage, upstream, plan)
-    if state is not None:
-        return state
-    result = run_stage(dispatcher, stage)
+    result = skipped_by_plan(stage, upstream, plan) or run_stage(dispatcher, stage)
     return as_state(result, f" from the team's run-cache ({dispatcher.pool(stage)})")
 
 

@@ -22,7 +22,7 @@ from pipelines.worker import worker_env
 from tests.conftest import copy_project, venv_bin
 from tests.pipelines.conftest import HERE, prefect_server, stop_group
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dispatch-live")]
+pytestmark = pytest.mark.slow
 
 WORKER = "worker-one"
 POOLS = {"train_vae": "genpipe-gpu", "train_gan": "genpipe-gpu", "train_evaluator": "genpipe-gpu"}
@@ -37,7 +37,13 @@ class Team:
     remote: Path  # the DVC remote
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PREFECT_API_URL": self.api, "PATH": f"{venv_bin()}:{os.environ['PATH']}"}
+        return {
+            **os.environ,
+            "PREFECT_API_URL": self.api,
+            "PREFECT_HOME": str(self.root / "prefect-client"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{self.root / 'mlflow.db'}",
+            "PATH": f"{venv_bin()}:{os.environ['PATH']}",
+        }
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
         done = subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
@@ -137,7 +143,7 @@ def test_trainings_run_on_the_worker_and_come_back_through_the_dvc_remote(team: 
 
     # a second checkout of the same commit: its trainings come from the team's run-cache
     other = team.root / "teammate"
-    team.git("clone", "-q", str(team.code), str(other), cwd=team.root)
+    team.git("clone", "-q", "-b", "main", str(team.code), str(other), cwd=team.root)
     subprocess.run([venv_bin() / "dvc", "remote", "add", "--local", "-d", "team",
                     str(team.remote)], cwd=other, check=True)  # fmt: skip
     team.git("remote", "rename", "origin", "team", cwd=other)
@@ -164,7 +170,7 @@ def test_a_stage_past_its_budget_is_cancelled_and_its_command_stopped(team: Team
     team.git("commit", "-qm", "train_gan hangs")
     team.git("push", "-q", "team", "HEAD:refs/heads/main")
     params = team.project / "params.yaml"
-    apply_overrides(params, ["orchestration.timeouts.train_gan=60", "gan.epochs=3"])
+    apply_overrides(params, ["++orchestration.timeouts.train_gan=60", "gan.epochs=3"])
     with temporary_settings({PREFECT_API_URL: team.api}):
         install_automations(load_params(params).orchestration)  # what `make deploy-stages` does
 
