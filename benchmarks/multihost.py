@@ -222,7 +222,17 @@ def report(runs: list[dict[str, Any]]) -> None:
         hosts = {s: v["host"] or "ctl" for s, v in result["stages"].items()}
         print(f"\n== repeat {i} ({run['stress']} busy processes during the dispatch): single "
               f"{single:.1f} s, dispatched {multi:.1f} s ({multi / single:.2f}x)")  # fmt: skip
-        cols = ["stage", "host", "repro", "settle", "queue", "worker", "accept", "share", "overhead"]
+        cols = [
+            "stage",
+            "host",
+            "repro",
+            "settle",
+            "queue",
+            "worker",
+            "accept",
+            "share",
+            "overhead",
+        ]
         print(" | ".join(f"{c:>15}" for c in cols))
         for stage, t in per.items():
             row = [stage, hosts[stage], *(f"{t[k]:.1f}" if k in t else "-" for k in cols[2:])]

@@ -61,7 +61,12 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
         }
 
     def tagged(tag: str) -> dict[str, Any]:
-        return {"match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}}
+        return {
+            "match_related": {
+                "prefect.resource.role": "tag",
+                "prefect.resource.id": f"prefect.tag.{tag}",
+            }
+        }
 
     zombie = config.zombie_after_seconds
     specs = [
@@ -115,7 +120,9 @@ def deploy(project: Path, config: OrchestrationConfig) -> list[str]:
                 client.read_work_pool(pool)
             except ObjectNotFound:
                 template = ProcessWorker.get_default_base_job_template()
-                client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+                client.create_work_pool(
+                    WorkPoolCreate(name=pool, type="process", base_job_template=template)
+                )
                 made.append(f"work pool {pool}")
         prefect = str(Path(sys.executable).parent / "prefect")
         # the pull steps' {{ $GENPIPE_COMMIT }} stay templates, filled per run on the worker
@@ -123,7 +130,9 @@ def deploy(project: Path, config: OrchestrationConfig) -> list[str]:
         done = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=project, env=env,
                               capture_output=True, text=True)  # fmt: skip
         if done.returncode != 0:
-            raise GenpipeError(f"`prefect deploy --all` failed in {project}:\n{done.stdout}{done.stderr}")
+            raise GenpipeError(
+                f"`prefect deploy --all` failed in {project}:\n{done.stdout}{done.stderr}"
+            )
         made.append("deployments of prefect.yaml")
     return made + [f"automation {name}" for name in install_automations(config)]
 

@@ -1,22 +1,12 @@
-"""Sending stages to workers on other hosts: the genpipe-pipeline flow's side of dispatch.
+"""Sending stages to workers on other hosts: the pipeline flow's side (pipelines/README.md).
 
-With dispatch on, each stage whose pool in `orchestration.pools` is not `local` runs as a flow run
-of the deployment `genpipe-stage/<pool>` (prefect.yaml; pipelines/stage_flow.py on the worker).
-
-1. Before any stage (`prepare`): the checkout is clean and its commit is on the code remote
-   (pipelines/code_remote.py), the controller has a DVC remote, and the Prefect server has the
-   deployments and automations `make deploy-stages` installs for these params.
-2. Per stage (`run_stage`): DVC first, here: a stage it finds up to date, or whose run record for
-   these inputs is in the team's run-cache, is skipped or restored without a worker. Otherwise
-   `run_on_pool` sends it with the commit, params.yaml and dvc.lock, and waits with
-   `run_deployment`. The worker pushes the outputs, then the run record; the controller restores
-   the stage from that record (DVC's run-cache, keyed by the stage's command, dependencies and
-   params as the controller has them), so a worker that ran other code or data cannot be taken.
-3. Faults end the child run through Prefect automations (pipelines/deploy.py): no heartbeat for
-   `zombie_after_seconds` marks it Crashed, and so does a killed worker; the task retries
-   (`lost_worker_retries`): any worker of the pool may take the new run. A stage no worker takes
-   within `queue_timeout_seconds` is Cancelled, one past its `timeouts` budget is cancelled, and
-   a Failed one (the stage's own error) fails the flow, naming the host.
+`prepare` checks, once: a clean checkout whose commit is on the code remote, a DVC remote, and a
+Prefect server with the deployments and automations of these params (`make deploy-stages`).
+`run_stage`: DVC first, here (skipped, or restored from the team's run-cache); else `run_on_pool`
+sends the stage to `genpipe-stage/<pool>` with the commit, params.yaml and dvc.lock and waits;
+the worker pushes outputs then the run record, and the controller restores the stage from that
+record, whose key is the stage's command, deps and params as the controller has them. The
+automations end runs that cannot end by themselves; a Crashed run raises WorkerLost (retried).
 """
 
 from __future__ import annotations
@@ -105,7 +95,7 @@ def _check_server(config: OrchestrationConfig, stages: list[str]) -> None:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from pipelines.deploy import expected_automations
+    from pipelines.deploy import expected_automations, same_automation
 
     problems = []
     with get_client(sync_client=True) as client:
@@ -116,7 +106,7 @@ def _check_server(config: OrchestrationConfig, stages: list[str]) -> None:
                 problems.append(f"no deployment {STAGE_FLOW}/{pool}")
         for wanted in expected_automations(config):
             found = client.read_automations_by_name(wanted.name)
-            if not any(a.trigger == wanted.trigger and a.actions == wanted.actions for a in found):
+            if not any(same_automation(a, wanted) for a in found):
                 problems.append(f"automation {wanted.name} missing or not as params.yaml says")
     if problems:
         raise DispatchError(

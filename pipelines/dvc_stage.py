@@ -58,7 +58,7 @@ class StageResult:
 
 
 def settle(project: Path, name: str, pull: bool = False) -> Outcome | None:
-    """"skipped" or "restored" when DVC needs no run of the command; None when it does."""
+    """ "skipped" or "restored" when DVC needs no run of the command; None when it does."""
     from dvc.repo import Repo, lock_repo
     from dvc.stage.cache import RunCacheNotFoundError
 

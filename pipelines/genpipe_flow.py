@@ -1,21 +1,13 @@
 """The genpipe Prefect flow: run dvc.yaml's stale stages, then publish what they produced.
 
-The flow only wires, and keeps no list of stages: the graph comes from dvc.yaml and the policy
-(timeouts, retries, the gate stage, pools) from `orchestration:` in params.yaml.
-
-- Overrides (`-S vae.epochs=2`, or a dict) are written into params.yaml the way `dvc exp run -S`
-  writes them, after validation (pipelines.params_overrides).
-- DVC's status, asked once up front (pipelines.plan), says what is stale. Every stage is a task;
-  one up to date with every upstream stage skipped too ends "Skipped" without asking DVC again.
-  Any other stage goes to DVC (pipelines.dvc_stage): it may find it up to date ("Skipped"),
-  restore it from the run-cache ("Cached"), or run it.
-- A stage starts as soon as its upstream stages are done, so independent stages (the trainings)
-  run at once; each gets GENPIPE_CPU_SHARE = how many stages may run beside it.
-- The flow-run id is the pipeline run id (GENPIPE_PIPELINE_RUN_ID, MLflow tag
-  `genpipe.pipeline_run_id`).
-- A failed gate stage (orchestration.gate) fails the flow with ValidationFailed.
-- With dispatch on, each stage whose pool is not `local` runs on a worker of its pool
-  (pipelines.dispatch) and its data moves through the DVC remote.
+It only wires and names no stage: the graph is dvc.yaml's, the policy (timeouts, retries, the gate
+stage, pools) `orchestration:` in params.yaml's. Overrides go into params.yaml as `dvc exp run -S`
+writes them; DVC's status, asked once (pipelines.plan), says what is stale. A stage up to date with
+every upstream stage skipped too ends "Skipped" at once; any other goes to DVC (pipelines.dvc_stage),
+which may skip it, restore it from the run-cache ("Cached") or run it. Stages start as soon as
+their upstream is done, so the trainings run at once, each told how many share the cores
+(GENPIPE_CPU_SHARE). The flow-run id is the pipeline run id (MLflow tag `genpipe.pipeline_run_id`).
+With dispatch on, stages whose pool is not `local` run on workers (pipelines.dispatch).
 """
 
 from __future__ import annotations
@@ -43,8 +35,7 @@ from pipelines.dvc_stage import StageFailed, StageResult
 from pipelines.plan import StagePlan, make_plan
 
 FLOW_NAME = "genpipe-pipeline"
-# Prefect state names of a stage that did not run: up to date, or restored from DVC's run-cache.
-STATE_NAMES = {"skipped": "Skipped", "restored": "Cached"}
+STATE_NAMES = {"skipped": "Skipped", "restored": "Cached"}  # a stage that did not run
 
 
 class ValidationFailed(GenpipeError):
@@ -52,9 +43,7 @@ class ValidationFailed(GenpipeError):
 
 
 @task(task_run_name="plan: dvc status", cache_policy=NO_CACHE)
-def plan_stages(
-    project: Path, overrides: list[str] | dict[str, Any] | None, dispatch: bool | None
-) -> tuple[StagePlan, Any]:
+def plan_stages(project: Path, overrides: Any, dispatch: bool | None) -> tuple[StagePlan, Any]:
     """Apply the overrides, then ask DVC for the stage graph and what is stale."""
     from pipelines.params_overrides import as_override_strings
 
@@ -79,34 +68,30 @@ def as_state(result: StageResult, where: str = "") -> StageResult | State:
 def skipped_by_plan(stage: str, upstream: list[StageResult], plan: StagePlan) -> StageResult | None:
     if not plan.skip_without_dvc(stage, any(r.outcome != "skipped" for r in upstream)):
         return None
-    now = time.time()
-    return StageResult(stage, "skipped", now, now, dvc_started=False)
+    return StageResult(stage, "skipped", time.time(), time.time(), dvc_started=False)
 
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
 def local_stage(
-    project: Path,
-    stage: str,
-    timeout: float,
-    plan: StagePlan,
-    upstream: list[StageResult],
-    env: dict[str, str],
-    share: bool,
-) -> StageResult | State:
+    project: Path, stage: str, timeout: float, plan: StagePlan, upstream: list[StageResult],
+    env: dict[str, str], share: bool,
+) -> StageResult | State:  # fmt: skip
     """One stage in this checkout; `share`: push its outputs for the workers downstream."""
     result = skipped_by_plan(stage, upstream, plan)
     if result is None:
         started = time.time()
         outcome = dvc_stage.settle(project, stage)
-        if outcome is None:
+        if outcome is not None:
+            result = StageResult(stage, outcome, started, time.time())
+        else:
             try:
                 result = dvc_stage.run(project, stage, env, timeout)
             except StageFailed as exc:
                 get_run_logger().error("%s", exc.output or exc)
                 raise
-            get_run_logger().info("stage %s ran in %.1f s\n%s", stage, result.seconds, result.output)
-        else:
-            result = StageResult(stage, outcome, started, time.time())
+            get_run_logger().info(
+                "stage %s ran in %.1f s\n%s", stage, result.seconds, result.output
+            )
     if share:
         from genpipe import share as sharing
 
@@ -146,8 +131,7 @@ def genpipe_pipeline(
 ) -> dict[str, Any]:
     """dvc.yaml's stages in graph order, each as soon as its upstream is done; stale ones only.
 
-    `dispatch` (None: params.yaml's orchestration.dispatch): send each stage to a worker of its
-    work pool instead of running it here.
+    `dispatch` (None: orchestration.dispatch): send stages to workers of their pools.
     """
     from prefect.runtime import flow_run
 
@@ -155,17 +139,14 @@ def genpipe_pipeline(
     os.chdir(project)  # DVC's Python API, like its CLI, works from the project folder
     run_id = str(flow_run.id)
     plan, config = plan_stages(project, overrides, dispatch)
-    order = plan.order()
-    dispatcher = None
+    order, dispatcher = plan.order(), None
     if config.dispatch if dispatch is None else dispatch:
         from pipelines.dispatch import prepare
 
         dispatcher = prepare(project, plan, config, run_id)
     remote = {s for s in order if dispatcher is not None and dispatcher.is_remote(s)}
-    may_run = plan.may_run()
-    feeds_workers = {u for s in remote & may_run for u in plan.upstream[s]} - remote
+    feeds_workers = {u for s in remote & plan.may_run() for u in plan.upstream[s]} - remote
     peers = plan.sharing([s for s in order if s not in remote])
-    user_share = "GENPIPE_CPU_SHARE" in os.environ
 
     futures: dict[str, PrefectFuture] = {}
     for stage in order:
@@ -174,19 +155,19 @@ def genpipe_pipeline(
         if stage in remote:
             from pipelines.dispatch import retry_condition
 
-            runner = dispatched_stage.with_options(
+            futures[stage] = dispatched_stage.with_options(
                 retries=max(retries, config.lost_worker_retries),
                 retry_delay_seconds=config.retry_delay_seconds if retries else 0,
                 retry_condition_fn=retry_condition(stage, retries, config.lost_worker_retries),
-            )
-            futures[stage] = runner.submit(dispatcher, stage, plan, upstream)
+            ).submit(dispatcher, stage, plan, upstream)
             continue
         env = {"GENPIPE_PIPELINE_RUN_ID": run_id}
-        if peers.get(stage, 1) > 1 and not user_share:
+        if peers.get(stage, 1) > 1 and "GENPIPE_CPU_SHARE" not in os.environ:
             env["GENPIPE_CPU_SHARE"] = str(peers[stage])
         delays = [config.retry_delay_seconds * 2**i for i in range(retries)]
-        runner = local_stage.with_options(retries=retries, retry_delay_seconds=delays or 0)
-        futures[stage] = runner.submit(
+        futures[stage] = local_stage.with_options(
+            retries=retries, retry_delay_seconds=delays or 0
+        ).submit(
             project, stage, config.timeout_of(stage), plan, upstream, env, stage in feeds_workers
         )
     wait(list(futures.values()))
@@ -203,7 +184,7 @@ def genpipe_pipeline(
                 "dvc_started": r.dvc_started,
                 "started": r.started,
                 "finished": r.finished,
-                "host": r.host,  # a dispatched stage's worker host; None: this host
+                "host": r.host,  # a dispatched stage's worker; None: this host
                 "timings": dict(r.timings),
             }
             for r in results
@@ -214,17 +195,11 @@ def genpipe_pipeline(
 def _results_or_raise(
     futures: Mapping[str, PrefectFuture], run_id: str, gate: str
 ) -> list[StageResult]:
-    """Every stage's result, in graph order; the first failed stage's error otherwise.
-
-    Stages downstream of a failure never started (Prefect left them NotReady).
-    """
-    results = []
+    """Every stage's result in graph order, or the first failed stage's error (the stages
+    downstream of a failure never started: Prefect left them NotReady)."""
     for stage, future in futures.items():
-        if future.state.is_completed():
-            results.append(future.result())
-            continue
         if not future.state.is_failed():
-            continue  # not started: an upstream stage failed
+            continue
         try:
             future.result()
         except StageFailed as exc:
@@ -236,10 +211,9 @@ def _results_or_raise(
                     f"and run again.\n{exc}"
                 ) from None
             raise
-    if len(results) < len(futures):
-        missing = [s for s in futures if s not in {r.stage for r in results}]
+    if missing := [s for s, f in futures.items() if not f.state.is_completed()]:
         raise GenpipeError(f"stages {missing} did not run and no stage failed (pipeline {run_id})")
-    return results
+    return [f.result() for f in futures.values()]
 
 
 def read_preset(path: str) -> list[str]:
@@ -255,35 +229,36 @@ def read_preset(path: str) -> list[str]:
     return items
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines", description="Run genpipe's DVC stages as a Prefect flow."
-    )
-    p.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="override a params.yaml value, as `dvc exp run -S` (repeatable)")
-    p.add_argument("--preset", default=None, metavar="FILE",
-                   help="YAML list of KEY=VALUE overrides applied before any -S (params/mnist.yaml)")
-    p.add_argument("--project", default=None, help="project folder (default: the one of dvc.yaml)")
-    p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
-                   help="run each stage on a worker of its pool (orchestration.pools); "
-                   "default: orchestration.dispatch")  # fmt: skip
-    return p.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines [-S key=value ...]`: one local run of the flow."""
-    args = parse_args(argv)
+    """`python -m pipelines [-S key=value ...] [--preset FILE] [--dispatch]`: one flow run."""
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines", description="genpipe's DVC stages as a Prefect flow"
+    )
+    p.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml value, as `dvc exp run -S` (repeatable)",
+    )
+    p.add_argument("--preset", metavar="FILE", help="YAML list of KEY=VALUE applied before any -S")
+    p.add_argument("--project", help="project folder (default: the one holding dvc.yaml)")
+    p.add_argument(
+        "--dispatch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run stages on workers of their pools (default: orchestration.dispatch)",
+    )
+    args = p.parse_args(argv)  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    started = time.perf_counter()
     try:
-        if args.preset:
-            args.overrides = [*read_preset(args.preset), *args.overrides]
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        started = time.perf_counter()
-        result = genpipe_pipeline(
-            overrides=args.overrides or None, project_dir=args.project, dispatch=args.dispatch
-        )
+        overrides = [*(read_preset(args.preset) if args.preset else []), *args.overrides]
+        result = genpipe_pipeline(overrides or None, args.project, args.dispatch)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
         return 2

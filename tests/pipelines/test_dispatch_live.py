@@ -69,7 +69,9 @@ class Team:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: self.api}), get_client(sync_client=True) as c:
-            return c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["genpipe-stage"])))
+            return c.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["genpipe-stage"]))
+            )
 
 
 def controller(root: Path, code: Path, remote: Path) -> Path:
@@ -131,7 +133,9 @@ def test_trainings_run_on_the_worker_and_come_back_through_the_dvc_remote(team: 
     status = subprocess.run([venv_bin() / "dvc", "status"], cwd=team.project,
                             capture_output=True, text=True).stdout  # fmt: skip
     assert "changed" not in status.replace("always changed", ""), status
-    worked = list((team.root / "worker-cache").glob("genpipe/worker/commits/*/ws*/trace/train_vae.jsonl"))
+    worked = list(
+        (team.root / "worker-cache").glob("genpipe/worker/commits/*/ws*/trace/train_vae.jsonl")
+    )
     assert len(worked) == 1 and json.loads(worked[0].read_text().splitlines()[-1])["end"]
 
     # nothing changed: no stage is sent anywhere

@@ -38,7 +38,7 @@ def test_summary_of_a_partial_run(tmp_path: Path) -> None:
     assert "| train_evaluator | ran | 12.5 |" in markdown
     assert "No metrics files were found." in markdown
     assert "| train_evaluator | abc123 | genpipe-digits |" in markdown
-    assert "The decide stage wrote no decision." in markdown
+    assert "No stage wrote a decision." in markdown
     assert "`evaluator.epochs=1`" in markdown
     assert "tags.\"genpipe.pipeline_run_id\" = 'flow-run-1'" in markdown
 
