@@ -63,7 +63,7 @@ mlflow-server: $(STAMP)
 ## PLOTS_ARGS="diff main" compares with a revision, as `dvc plots diff main`.
 PLOTS_ARGS ?= show
 plots: $(STAMP)
-	$(BIN)/python -m pipelines.offline_plots $(PLOTS_ARGS)
+	$(BIN)/python -m genpipe.plots $(PLOTS_ARGS)
 
 ## Serve a champion on http://127.0.0.1:$(SERVE_PORT)/invocations (mlflow models serve on the
 ## project's store): make serve TASK=restoration, make serve TASK=generation SERVE_PORT=5002

@@ -192,7 +192,7 @@ def main() -> None:
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         }
         if args.tiny and not args.project:
-            from pipelines.params_overrides import apply_overrides
+            from genpipe.overrides import apply_overrides
             from tests.pipelines.conftest import TINY_REAL_PARAMS
 
             apply_overrides(project / "params.yaml", TINY_REAL_PARAMS)

@@ -60,7 +60,7 @@ def run_together(
 
 
 def main() -> None:
-    from pipelines.params_overrides import apply_overrides
+    from genpipe.overrides import apply_overrides
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=1)

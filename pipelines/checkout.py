@@ -1,16 +1,11 @@
 """A worker's copies of the commits it runs, kept per commit: a warm worker fetches nothing.
 
-Under the worker's cache folder (~/.cache/genpipe/worker, or $XDG_CACHE_HOME's):
-- `mirror.git`: a mirror of the code remote, fetched only when a commit is missing;
-- `commits/<sha>/ws0, ws1, ...`: `git worktree`s of that commit, one per stage run at a time
-  (`workspace` hands out a free one); ws0 is made first and stays pristine source;
-- `commits/<sha>/venv`: the commit's genpipe *installed* (`pip install -e ws0`, no dependencies)
-  into a venv that reuses the worker venv's packages, so a stage command (`python -m
-  genpipe.stages...`) runs the commit's code, never the worker checkout's;
-- `dvc-cache`: one DVC cache for every workspace, so inputs pulled once stay.
-`commit_checkout` is the pull step of the `genpipe-stage` deployments (prefect.yaml): it makes
-the commit's folder on first use and hands it to Prefect as the flow run's working directory.
-The `worker_commits_kept` most recently used commits stay.
+In the worker's cache (~/.cache/genpipe/worker): `mirror.git`, a mirror of the code remote fetched
+only when a commit is missing; `commits/<sha>/ws0, ws1...`, `git worktree`s of the commit, one per
+stage run at a time (`workspace`), ws0 made first; `commits/<sha>/venv`, the commit's genpipe
+installed from ws0 (`pip install -e`, no dependencies) in a venv that reuses the worker venv's
+packages, so a stage command runs the commit's code, never the worker checkout's; `dvc-cache`,
+one DVC cache for all. `commit_checkout` is the stage deployments' pull step (prefect.yaml).
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ from filelock import FileLock, Timeout
 from genpipe.errors import GenpipeError
 
 COMMIT_VAR, REMOTE_VAR = "GENPIPE_COMMIT", "GENPIPE_CODE_REMOTE"  # set per run by the controller
-READY = ".ready"
 
 
 class CheckoutError(GenpipeError):
@@ -38,18 +32,15 @@ class CheckoutError(GenpipeError):
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "genpipe" / "worker"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genpipe" / "worker"
 
 
-def _git(*args: str | Path, timeout: float = 600) -> str:
-    done = subprocess.run(
-        ["git", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )  # fmt: skip
-    if done.returncode != 0:
+def _git(*args: str | Path, check: bool = True) -> bool:
+    done = subprocess.run(["git", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})  # fmt: skip
+    if check and done.returncode != 0:
         raise CheckoutError(f"`git {' '.join(map(str, args))}` failed: {done.stderr.strip()}")
-    return done.stdout.strip()
+    return done.returncode == 0
 
 
 def commit_checkout(repository: str, commit: str) -> dict[str, str]:
@@ -58,37 +49,34 @@ def commit_checkout(repository: str, commit: str) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     mirror, folder = root / "mirror.git", root / "commits" / commit
     with FileLock(root / ".lock"):
-        if not (folder / READY).exists():
+        if not (folder / "venv").exists():
             if not mirror.exists():
                 _git("clone", "--quiet", "--mirror", repository, mirror)
-            elif not _has(mirror, commit):
-                _git("--git-dir", mirror, "fetch", "--quiet", "--prune", repository,
-                     "+refs/heads/*:refs/heads/*")  # fmt: skip
-            if not _has(mirror, commit):
+            has = ("--git-dir", mirror, "cat-file", "-e", f"{commit}^{{commit}}")
+            if not _git(*has, check=False):
+                _git("--git-dir", mirror, "fetch", "--quiet", repository, "+refs/*:refs/*")
+            if not _git(*has, check=False):
                 raise CheckoutError(f"commit {commit} is not on {repository}: push it first")
             _install(mirror, folder, commit)
-        os.utime(folder)  # the newest used
-        _prune(mirror, root / "commits", _kept(folder))
+        os.utime(folder)  # the most recently used
+        keep = _kept(folder / "ws0" / "params.yaml")
+        for old in sorted(folder.parent.iterdir(), key=lambda p: -p.stat().st_mtime)[keep:]:
+            if _unused(old):
+                shutil.rmtree(old, ignore_errors=True)
+        _git("--git-dir", mirror, "worktree", "prune")
     return {"directory": str(folder)}
 
 
-def _has(mirror: Path, commit: str) -> bool:
-    return subprocess.run(
-        ["git", "--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
-        capture_output=True,
-    ).returncode == 0  # fmt: skip
-
-
 def _install(mirror: Path, folder: Path, commit: str) -> None:
-    """ws0 (a worktree of the commit) and a venv with the commit's genpipe installed from it."""
-    shutil.rmtree(folder, ignore_errors=True)  # a half-made folder from a killed run
+    """ws0 (a worktree of the commit), then a venv with the commit's genpipe installed from it."""
+    shutil.rmtree(folder, ignore_errors=True)  # a half-made folder of a killed run
     _git("--git-dir", mirror, "worktree", "prune")
     _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", folder / "ws0", commit)
-    venv = folder / "venv"
+    venv = folder / "venv.new"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next((venv / "lib").glob("python*/site-packages"))
-    # the worker venv's packages (torch, dvc, ...), as a plain path: its own editable genpipe,
-    # which a .pth file there installs, stays out
+    # the worker venv's packages (torch, dvc...) as a plain path entry: the .pth file there that
+    # installs the worker checkout's own genpipe is not run
+    [site] = (venv / "lib").glob("python*/site-packages")
     (site / "genpipe-worker-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     done = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
@@ -97,30 +85,27 @@ def _install(mirror: Path, folder: Path, commit: str) -> None:
     )  # fmt: skip
     if done.returncode != 0:
         raise CheckoutError(f"installing commit {commit} failed:\n{done.stderr[-3000:]}")
-    (folder / READY).touch()
+    venv.rename(folder / "venv")  # the mark of a finished commit folder
 
 
-def _kept(folder: Path) -> int:
+def _kept(params: Path) -> int:
     from genpipe.config import load_params
 
-    return load_params(folder / "ws0" / "params.yaml").orchestration.worker_commits_kept
+    return load_params(params).orchestration.worker_commits_kept
 
 
-def _prune(mirror: Path, commits: Path, keep: int) -> None:
-    """Remove the least recently used commit folders beyond `keep`, unless a run uses them."""
-    folders = sorted(commits.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
-        locks = [FileLock(p) for p in old.glob("ws*.lock")]
-        try:
-            for lock in locks:
-                lock.acquire(timeout=0)
-        except Timeout:
-            continue
-        finally:
-            for lock in locks:
-                lock.release()
-        shutil.rmtree(old, ignore_errors=True)
-    _git("--git-dir", mirror, "worktree", "prune")
+def _unused(folder: Path) -> bool:
+    """No stage run holds a workspace of this commit folder."""
+    locks = [FileLock(p) for p in folder.glob("ws*.lock")]
+    try:
+        for lock in locks:
+            lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        return False
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 @contextmanager
@@ -134,8 +119,8 @@ def workspace(folder: Path) -> Iterator[Path]:
             continue
         try:
             if not ws.exists():
-                _git("--git-dir", folder.parents[1] / "mirror.git", "worktree", "add", "--quiet",
-                     "--detach", ws, folder.name)  # fmt: skip
+                mirror = folder.parents[1] / "mirror.git"
+                _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", ws, folder.name)
             yield ws
             return
         finally:

@@ -1,17 +1,10 @@
 """`python -m pipelines.deploy` (`make deploy-stages`, `make prefect-deploy`): the Prefect server's
-side of genpipe, from its two declarations, idempotently:
-
-- prefect.yaml: every deployment (`genpipe`, `genpipe-weekly`, and `genpipe-stage/<pool>` per
-  work pool of `orchestration.pools`, whose pull step fetches the flow run's commit). Missing work
-  pools it names are created (process type), then `prefect deploy --all` registers them all.
-- params.yaml `orchestration:`: the automations that end a dispatched run which cannot end well
-  by itself (self-hosted Prefect servers do not do this on their own):
-  - zombie: a flow run whose heartbeats stop for `zombie_after_seconds` is marked Crashed (its
-    worker died or lost the network; the flow sends the stage again);
-  - queue timeout: a dispatched run no worker takes within `queue_timeout_seconds` is Cancelled;
-  - budget, per dispatched stage: a run still going after its `timeouts` entry is cancelled
-    (the worker stops its process group).
-Run it again after changing either file; the flow refuses to dispatch until the server matches.
+side of genpipe from its two declarations, idempotently. prefect.yaml: the work pools its
+deployments name (created if missing), then `prefect deploy --all`. params.yaml `orchestration:`:
+the automations that end a dispatched run which cannot end well by itself (self-hosted Prefect
+does not): no heartbeat for `zombie_after_seconds` -> Crashed (the flow sends the stage again); no
+worker within `queue_timeout_seconds` -> Cancelled; a stage past its `timeouts` entry -> cancelled
+(its worker stops its processes). The flow refuses to dispatch until the server matches.
 """
 
 from __future__ import annotations
@@ -47,26 +40,12 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
 
     from pipelines.dispatch import DISPATCH_TAG, stage_tag
 
-    def proactive(after: str, expect: list[str], within: float, **match: Any) -> dict[str, Any]:
-        return {
-            "type": "event",
-            "posture": "Proactive",
-            "after": [f"prefect.flow-run.{after}"],
-            "expect": [f"prefect.flow-run.{e}" for e in expect],
-            "match": {"prefect.resource.id": "prefect.flow-run.*"},
-            "for_each": ["prefect.resource.id"],
-            "threshold": 1,
-            "within": timedelta(seconds=within),
-            **match,
-        }
-
-    def tagged(tag: str) -> dict[str, Any]:
-        return {
-            "match_related": {
-                "prefect.resource.role": "tag",
-                "prefect.resource.id": f"prefect.tag.{tag}",
-            }
-        }
+    def proactive(after: str, expect: list[str], within: float, tag: str = "") -> dict[str, Any]:
+        match = {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
+        return {"type": "event", "posture": "Proactive", "after": [f"prefect.flow-run.{after}"],
+                "expect": [f"prefect.flow-run.{e}" for e in expect], "threshold": 1,
+                "match": {"prefect.resource.id": "prefect.flow-run.*"}, "for_each": ["prefect.resource.id"],
+                "within": timedelta(seconds=within), **({"match_related": match} if tag else {})}  # fmt: skip
 
     zombie = config.zombie_after_seconds
     specs = [
@@ -82,28 +61,27 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
             "name": "genpipe-queue-timeout",
             "description": "a dispatched run no worker of its pool takes in time is Cancelled",
             "trigger": proactive("Scheduled", ["Pending", "Running", *FINAL],
-                                 config.queue_timeout_seconds, **tagged(DISPATCH_TAG)),
+                                 config.queue_timeout_seconds, DISPATCH_TAG),
             "actions": [{"type": "change-flow-run-state", "state": "CANCELLED", "name": NO_WORKER,
                          "message": f"no worker took it within {config.queue_timeout_seconds:g} s"}],
         },
     ]  # fmt: skip
-    for stage in sorted(s for s, pool in config.pools.items() if pool != LOCAL):
-        specs.append(
-            {
-                "name": f"genpipe-budget-{stage}",
-                "description": f"a run of stage {stage} past orchestration.timeouts is cancelled",
-                "trigger": proactive("Running", FINAL, config.timeout_of(stage), **tagged(stage_tag(stage))),
-                "actions": [{"type": "cancel-flow-run"}],
-            }
-        )  # fmt: skip
+    specs += [
+        {"name": f"genpipe-budget-{stage}", "description": f"a run of {stage} past its timeout is cancelled",
+         "trigger": proactive("Running", FINAL, config.timeout_of(stage), stage_tag(stage)),
+         "actions": [{"type": "cancel-flow-run"}]}
+        for stage in sorted(s for s, pool in config.pools.items() if pool != LOCAL)
+    ]  # fmt: skip
     return [Automation.model_validate(spec) for spec in specs]
 
 
 def same_automation(found: Any, wanted: Any) -> bool:
     """Equal but for the ids the server gives triggers and automations."""
-    return found.trigger.model_dump(exclude={"id"}) == wanted.trigger.model_dump(
-        exclude={"id"}
-    ) and [a.model_dump() for a in found.actions] == [a.model_dump() for a in wanted.actions]
+
+    def dump(a: Any) -> Any:
+        return a.trigger.model_dump(exclude={"id"}), [action.model_dump() for action in a.actions]
+
+    return dump(found) == dump(wanted)
 
 
 def deploy(project: Path, config: OrchestrationConfig) -> list[str]:

@@ -22,7 +22,6 @@ from genpipe.config import OrchestrationConfig
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from pipelines.checkout import COMMIT_VAR, REMOTE_VAR
-from pipelines.code_remote import check_code
 from pipelines.dvc_stage import StageFailed, StageResult, settle
 from pipelines.plan import StagePlan
 
@@ -66,21 +65,21 @@ def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id:
     """Everything dispatch needs, checked once, before any stage runs."""
     from dvc.config import Config
 
+    from pipelines.code_remote import check_code
+
     if not os.environ.get("PREFECT_API_URL"):
         raise DispatchError(
             "dispatch needs the team's Prefect server, which workers reach too: set "
             'PREFECT_API_URL (eval "$(make -s services-env)"), or run without --dispatch'
         )
-    code = check_code(project, config.git_remote, written_by_runs(plan))
+    commit, url = check_code(project, config.git_remote, written_by_runs(plan))
     if not Config(dvc_dir=str(project / ".dvc"))["core"].get("remote"):
         raise DispatchError(
             f"the DVC repo {project} has no default remote, and dispatched stages move their "
-            "data through it: `make services-dvc-remote` (the team services' remote) or "
-            "`dvc remote add -d <name> <url>`"
+            "data through it: `make services-dvc-remote` or `dvc remote add -d <name> <url>`"
         )
-    _check_server(config, [s for s in plan.stages if config.pool_of(s) != LOCAL])
-    params = (project / "params.yaml").read_text()
-    return Dispatcher(project, config, code.commit, code.url, params, run_id)
+    _check_server(config, {config.pool_of(s) for s in plan.stages} - {LOCAL})
+    return Dispatcher(project, config, commit, url, (project / "params.yaml").read_text(), run_id)
 
 
 def written_by_runs(plan: StagePlan) -> set[str]:
@@ -90,8 +89,7 @@ def written_by_runs(plan: StagePlan) -> set[str]:
     return {"dvc.lock", "params.yaml", *outs, *(str(Path(p).parent / ".gitignore") for p in outs)}
 
 
-def _check_server(config: OrchestrationConfig, stages: list[str]) -> None:
-    """The deployments of the pools in use and the automations of these params exist."""
+def _check_server(config: OrchestrationConfig, pools: set[str]) -> None:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -99,92 +97,69 @@ def _check_server(config: OrchestrationConfig, stages: list[str]) -> None:
 
     problems = []
     with get_client(sync_client=True) as client:
-        for pool in sorted({config.pool_of(s) for s in stages}):
+        for pool in sorted(pools):
             try:
                 client.read_deployment_by_name(f"{STAGE_FLOW}/{pool}")
             except ObjectNotFound:
                 problems.append(f"no deployment {STAGE_FLOW}/{pool}")
         for wanted in expected_automations(config):
-            found = client.read_automations_by_name(wanted.name)
-            if not any(same_automation(a, wanted) for a in found):
+            if not any(
+                same_automation(a, wanted) for a in client.read_automations_by_name(wanted.name)
+            ):
                 problems.append(f"automation {wanted.name} missing or not as params.yaml says")
     if problems:
         raise DispatchError(
             f"the Prefect server is not set up for these params ({'; '.join(problems)}): run "
-            "`make deploy-stages` (with PREFECT_API_URL set to the team's server), then start "
-            "workers with `make worker POOL=<pool>`"
+            "`make deploy-stages` with PREFECT_API_URL set, then `make worker POOL=<pool>`"
         )
 
 
 def run_stage(dispatcher: Dispatcher, stage: str) -> StageResult:
-    """One stage: restored from the team's run-cache if DVC can, else run on a worker, then
-    restored here from the run record the worker pushed."""
-    project, pool = dispatcher.project, dispatcher.pool(stage)
+    """Restored from the team's run-cache if DVC can; else run on a worker, then restored here
+    from the run record it pushed."""
+    project, config, pool = dispatcher.project, dispatcher.config, dispatcher.pool(stage)
     t0 = time.time()
-    outcome = settle(project, stage, pull=True)
-    if outcome is not None:
+    if (outcome := settle(project, stage, pull=True)) is not None:
         return StageResult(stage, outcome, t0, time.time())
     t_sent = time.time()
-    child = run_on_pool(
-        dispatcher.config,
-        f"{STAGE_FLOW}/{pool}",
-        {
-            "stage": stage,
-            "commit": dispatcher.commit,
-            "params": dispatcher.params,
-            "lock": read_lock(project),
-            "pipeline_run_id": dispatcher.run_id,
-        },
-        commit=dispatcher.commit,
-        code_url=dispatcher.code_url,
-        name=f"{stage} ({dispatcher.run_id[:8]})",
-        tags=[stage_tag(stage)],
-        budget=dispatcher.config.timeout_of(stage),
-    )
-    host = worker_of(child)
+    parameters = {"stage": stage, "commit": dispatcher.commit, "params": dispatcher.params,
+                  "lock": read_lock(project), "pipeline_run_id": dispatcher.run_id}  # fmt: skip
+    child = run_on_pool(config, f"{STAGE_FLOW}/{pool}", parameters, commit=dispatcher.commit,
+                        code_url=dispatcher.code_url, name=f"{stage} ({dispatcher.run_id[:8]})",
+                        tags=[stage_tag(stage)], budget=config.timeout_of(stage))  # fmt: skip
+    host = (child.labels or {}).get("prefect.worker.name") or "(no worker)"
     where = f"stage {stage} on host {host} (flow run {child.name}, {child.id})"
-    raise_unless_completed(child, where, stage, pool, dispatcher.config)
+    raise_unless_completed(child, where, stage, pool, config)
     t_back = time.time()
     if settle(project, stage, pull=True) != "restored":
-        raise StageFailed(
-            stage,
-            f"{where} completed, but the DVC remote has no run record of it for the "
-            "controller's inputs: the worker ran other code, params or data, or its push "
-            "failed (see its log)",
-        )
-    timings = {
-        "settle": t_sent - t0,
-        "queue": _seconds(child.created, child.start_time),  # incl. the worker's process start
-        "child": _seconds(child.start_time, child.end_time),
-        "accept": time.time() - t_back,
-        "total": time.time() - t0,
-    }
+        raise StageFailed(stage, f"{where} completed, but the DVC remote has no run record of it "
+                          "for the controller's inputs: the worker ran other code, params or "
+                          "data, or its push failed (see its log)")  # fmt: skip
+
+    def span(start: Any, end: Any) -> float:
+        return (end - start).total_seconds() if start and end else 0.0
+
+    timings = {"settle": t_sent - t0, "queue": span(child.created, child.start_time),
+               "child": span(child.start_time, child.end_time), "accept": time.time() - t_back,
+               "total": time.time() - t0}  # fmt: skip
     return StageResult(stage, "ran", t0, time.time(), host=host, timings=timings)
 
 
 def run_on_pool(
-    config: OrchestrationConfig,
-    deployment: str,
-    parameters: Mapping[str, Any],
-    *,
-    commit: str,
-    code_url: str,
-    name: str,
-    tags: list[str],
-    budget: float,
-) -> Any:
+    config: OrchestrationConfig, deployment: str, parameters: Mapping[str, Any], *,
+    commit: str, code_url: str, name: str, tags: list[str], budget: float,
+) -> Any:  # fmt: skip
     """Run `deployment` (its pull step fetches `commit` from `code_url`) on a worker of its pool
     and wait until it ends; the automations end it in time. Returns Prefect's FlowRun."""
     from prefect.deployments import run_deployment
 
-    wait = config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS
     return run_deployment(
         deployment,
         parameters=dict(parameters),
         job_variables={"env": {COMMIT_VAR: commit, REMOTE_VAR: code_url}},
         flow_run_name=name,
         tags=["genpipe", DISPATCH_TAG, *tags],
-        timeout=wait,
+        timeout=config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS,
         poll_interval=config.poll_seconds,
     )
 
@@ -198,31 +173,22 @@ def raise_unless_completed(
     from pipelines.deploy import NO_WORKER
 
     state = child.state
-    message = (state.message or "").strip() if state else ""
-    if state is not None and state.type == StateType.COMPLETED:
+    kind, message = (state.type, (state.message or "").strip()) if state else (None, "")
+    if kind == StateType.COMPLETED:
         return
-    if state is not None and state.type == StateType.CRASHED:
+    if kind == StateType.CRASHED:
         raise WorkerLost(stage, f"{where} crashed: {message}; sending it again")
-    if state is not None and state.type == StateType.CANCELLED and state.name == NO_WORKER:
-        raise StageFailed(
-            stage,
-            f"stage {stage}: no worker of pool {pool} took it within "
-            f"{config.queue_timeout_seconds:g} s (orchestration.queue_timeout_seconds); start "
-            f"one with `make worker POOL={pool}` and run again",
-        )
-    if state is not None and state.type == StateType.CANCELLED:
-        raise StageFailed(
-            stage,
-            f"{where} was cancelled ({message}): it ran past its budget, "
-            f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; raise it, "
-            "then `make deploy-stages`)",
-        )
+    if kind == StateType.CANCELLED and state.name == NO_WORKER:
+        raise StageFailed(stage, f"stage {stage}: no worker of pool {pool} took it within "
+                          f"{config.queue_timeout_seconds:g} s (orchestration.queue_timeout_seconds); "
+                          f"start one with `make worker POOL={pool}` and run again")  # fmt: skip
+    if kind == StateType.CANCELLED:
+        raise StageFailed(stage, f"{where} was cancelled ({message}): it ran past its budget, "
+                          f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; "
+                          "raise it, then `make deploy-stages`)")  # fmt: skip
     if state is None or not state.is_final():
-        raise StageFailed(
-            stage,
-            f"{where} is still {state.name if state else 'unscheduled'}, past every deadline "
-            "the automations should enforce: run `make deploy-stages`",
-        )
+        raise StageFailed(stage, f"{where} is still {state.name if state else 'unscheduled'}, "
+                          "past the automations' deadlines: run `make deploy-stages`")  # fmt: skip
     raise StageFailed(stage, f"{where} failed: {message}")
 
 
@@ -247,13 +213,4 @@ def read_lock(project: Path) -> str:
     from dvc.repo import Repo, lock_repo
 
     with Repo(str(project), _wait_for_lock=True) as repo, lock_repo(repo):
-        path = project / "dvc.lock"
-        return path.read_text() if path.exists() else ""
-
-
-def worker_of(run: Any) -> str:
-    return (run.labels or {}).get("prefect.worker.name") or "(no worker)"
-
-
-def _seconds(start: Any, end: Any) -> float:
-    return (end - start).total_seconds() if start and end else 0.0
+        return (project / "dvc.lock").read_text() if (project / "dvc.lock").exists() else ""

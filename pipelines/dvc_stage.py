@@ -1,16 +1,12 @@
-"""One stage in a checkout, with DVC deciding whether it is skipped, restored or run.
-
-`settle` asks DVC's Python API what `dvc repro` would do, and does it unless that means running
-the command: a stage DVC finds up to date is "skipped"; one whose run record for these exact
-inputs is in the run-cache (`pull`: also the DVC remote's) is checked out from it and written to
-dvc.lock, "restored". A stage left to run goes to `run`: `dvc repro --single-item --no-run-cache`
-in its own process group, so a timeout stops the stage command along with DVC, and its output
-goes to the flow's log. DVC holds its repo lock only while it hashes and writes dvc.lock, so
-stages with disjoint outputs run at once; `--wait-for-lock` queues those short phases.
-"""
+"""One stage in a checkout, DVC deciding: `settle` does through DVC's API what `dvc repro` would,
+unless that means running the command ("skipped", or "restored" from a run record for these exact
+inputs); `run` runs it, `dvc repro --single-item --no-run-cache` in its own process group, so a
+timeout stops the command too. DVC locks its repo only to hash and write dvc.lock, so stages with
+disjoint outputs run at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +20,7 @@ from typing import Any, Literal
 from genpipe.errors import GenpipeError
 
 Outcome = Literal["ran", "skipped", "restored"]
-_TAIL_LINES = 25
+TAIL_CHARS = 4000
 
 
 class StageFailed(GenpipeError):
@@ -38,10 +34,8 @@ class StageFailed(GenpipeError):
 
 @dataclass(frozen=True)
 class StageResult:
-    """What happened to one stage, and when (wall-clock seconds since the epoch).
-
-    `dvc_started` is False for a stage the flow skipped on the plan alone.
-    """
+    """What happened to one stage, and when (seconds since the epoch); `dvc_started` is False
+    for a stage the flow skipped on the plan alone."""
 
     stage: str
     outcome: Outcome
@@ -58,7 +52,8 @@ class StageResult:
 
 
 def settle(project: Path, name: str, pull: bool = False) -> Outcome | None:
-    """ "skipped" or "restored" when DVC needs no run of the command; None when it does."""
+    """The outcome when DVC needs no run of the command (`pull`: records and outputs from the
+    DVC remote too); None when it does."""
     from dvc.repo import Repo, lock_repo
     from dvc.stage.cache import RunCacheNotFoundError
 
@@ -82,8 +77,8 @@ def settle(project: Path, name: str, pull: bool = False) -> Outcome | None:
 
 
 def fetch_run_records(repo: Any, stage: Any) -> None:
-    """The DVC remote's run records for this stage's inputs (its run-cache key), only those:
-    `dvc pull --run-cache` would fetch every record of every stage."""
+    """The DVC remote's run records for this stage's inputs (its run-cache key) only, where
+    `dvc pull --run-cache` would fetch every record."""
     from dvc.stage.cache import _can_hash, _get_stage_hash
 
     if not _can_hash(stage):
@@ -103,11 +98,8 @@ def fetch_run_records(repo: Any, stage: Any) -> None:
 
 
 def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> StageResult:
-    """`dvc repro` of one stage; StageFailed on a non-zero exit or after `timeout` seconds.
-
-    Any way out of this call (a timeout, a signal that ends the flow run) stops the stage's
-    whole process group, so no stage command keeps running unwatched.
-    """
+    """`dvc repro` of one stage; StageFailed on a non-zero exit or after `timeout` seconds. Any
+    way out (a timeout, a signal ending the flow run) stops the stage's whole process group."""
     started = time.time()
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     proc = subprocess.Popen(
@@ -128,8 +120,7 @@ def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> St
             stage,
             f"stage '{stage}' timed out after {timeout:g} s and was stopped; raise its "
             f"timeout (-S '++orchestration.timeouts.{stage}=SECONDS', or in params.yaml) or "
-            "shrink its params."
-            f"\n{_tail(output)}",
+            f"shrink its params.\n{output[-TAIL_CHARS:]}",
             output,
         ) from None
     except BaseException:
@@ -139,7 +130,7 @@ def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> St
         raise StageFailed(
             stage,
             f"stage '{stage}' failed (`dvc repro` exit {proc.returncode}) in {project}; "
-            f"last lines of its output:\n{_tail(output)}",
+            f"last lines of its output:\n{output[-TAIL_CHARS:]}",
             output,
         )
     return StageResult(stage, "ran", started, time.time(), output)
@@ -147,18 +138,9 @@ def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> St
 
 def _stop_group(proc: subprocess.Popen[str], grace_seconds: float = 10.0) -> str:
     """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.communicate(timeout=grace_seconds)[0] or ""
-        except subprocess.TimeoutExpired:
-            continue
+        os.killpg(proc.pid, signal.SIGKILL)
     return proc.communicate()[0] or ""
-
-
-def _tail(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    return "\n".join("    " + line for line in lines[-_TAIL_LINES:])

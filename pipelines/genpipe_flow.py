@@ -1,13 +1,7 @@
 """The genpipe Prefect flow: run dvc.yaml's stale stages, then publish what they produced.
 
-It only wires and names no stage: the graph is dvc.yaml's, the policy (timeouts, retries, the gate
-stage, pools) `orchestration:` in params.yaml's. Overrides go into params.yaml as `dvc exp run -S`
-writes them; DVC's status, asked once (pipelines.plan), says what is stale. A stage up to date with
-every upstream stage skipped too ends "Skipped" at once; any other goes to DVC (pipelines.dvc_stage),
-which may skip it, restore it from the run-cache ("Cached") or run it. Stages start as soon as
-their upstream is done, so the trainings run at once, each told how many share the cores
-(GENPIPE_CPU_SHARE). The flow-run id is the pipeline run id (MLflow tag `genpipe.pipeline_run_id`).
-With dispatch on, stages whose pool is not `local` run on workers (pipelines.dispatch).
+It only wires and names no stage: the graph is dvc.yaml's, the policy (timeouts, retries, gate,
+pools) params.yaml's `orchestration:`; DVC decides what runs (pipelines/README.md).
 """
 
 from __future__ import annotations
@@ -45,7 +39,7 @@ class ValidationFailed(GenpipeError):
 @task(task_run_name="plan: dvc status", cache_policy=NO_CACHE)
 def plan_stages(project: Path, overrides: Any, dispatch: bool | None) -> tuple[StagePlan, Any]:
     """Apply the overrides, then ask DVC for the stage graph and what is stale."""
-    from pipelines.params_overrides import as_override_strings
+    from genpipe.overrides import as_override_strings
 
     plan, config = make_plan(project, as_override_strings(overrides), dispatch)
     logger = get_run_logger()
@@ -165,31 +159,19 @@ def genpipe_pipeline(
         if peers.get(stage, 1) > 1 and "GENPIPE_CPU_SHARE" not in os.environ:
             env["GENPIPE_CPU_SHARE"] = str(peers[stage])
         delays = [config.retry_delay_seconds * 2**i for i in range(retries)]
-        futures[stage] = local_stage.with_options(
-            retries=retries, retry_delay_seconds=delays or 0
-        ).submit(
-            project, stage, config.timeout_of(stage), plan, upstream, env, stage in feeds_workers
-        )
+        runner = local_stage.with_options(retries=retries, retry_delay_seconds=delays or 0)
+        timeout, share = config.timeout_of(stage), stage in feeds_workers
+        futures[stage] = runner.submit(project, stage, timeout, plan, upstream, env, share)
     wait(list(futures.values()))
     results = _results_or_raise(futures, run_id, config.gate)
 
     publish_summary(project, run_id, results, plan)
-    return {
-        "pipeline_run_id": run_id,
-        "overrides": list(plan.applied),
-        "stages": {
-            r.stage: {
-                "outcome": r.outcome,
-                "state": futures[r.stage].state.name,  # Prefect's: Completed, Skipped, Cached
-                "dvc_started": r.dvc_started,
-                "started": r.started,
-                "finished": r.finished,
-                "host": r.host,  # a dispatched stage's worker; None: this host
-                "timings": dict(r.timings),
-            }
-            for r in results
-        },
+    stages = {
+        r.stage: {**dataclasses.asdict(r), "state": futures[r.stage].state.name} for r in results
     }
+    for info in stages.values():  # host: a dispatched stage's worker (None: this host)
+        del info["stage"], info["output"]
+    return {"pipeline_run_id": run_id, "overrides": list(plan.applied), "stages": stages}
 
 
 def _results_or_raise(
@@ -231,27 +213,16 @@ def read_preset(path: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m pipelines [-S key=value ...] [--preset FILE] [--dispatch]`: one flow run."""
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines", description="genpipe's DVC stages as a Prefect flow"
-    )
-    p.add_argument(
-        "-S",
-        "--set-param",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a params.yaml value, as `dvc exp run -S` (repeatable)",
-    )
+    # fmt: off
+    p = argparse.ArgumentParser(prog="python -m pipelines", description="genpipe's stages as a Prefect flow")
+    p.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params.yaml value, as `dvc exp run -S` (repeatable)")
     p.add_argument("--preset", metavar="FILE", help="YAML list of KEY=VALUE applied before any -S")
     p.add_argument("--project", help="project folder (default: the one holding dvc.yaml)")
-    p.add_argument(
-        "--dispatch",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run stages on workers of their pools (default: orchestration.dispatch)",
-    )
-    args = p.parse_args(argv)  # fmt: skip
+    p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
+                   help="run stages on workers of their pools (default: orchestration.dispatch)")
+    # fmt: on
+    args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,15 +1,5 @@
-"""The flow's plan: dvc.yaml's stage graph and what DVC calls stale, asked once, before any stage.
-
-DVC's Python API answers in the flow's own process (from the project folder, as its CLI works):
-the overrides go into params.yaml (validated
-first, see pipelines.params_overrides), then `repo.index.graph` gives the stages and their edges
-and `repo.status()` (what `dvc status` prints) the stale ones. `StagePlan` holds the answer and the
-pure rules the flow follows:
-- a stage DVC called up to date is skipped without asking DVC again while every stage it depends
-  on was skipped too; once an upstream stage ran or was restored, DVC decides (its outputs may
-  have changed);
-- stages on one level of the graph (same longest distance from a source) that may run at once
-  share the CPU cores: each gets GENPIPE_CPU_SHARE = how many of them there are.
+"""The flow's plan: dvc.yaml's stage graph and what DVC calls stale, asked once, up front, with
+DVC's Python API in the flow's process; and the pure rules the flow follows with it.
 """
 
 from __future__ import annotations
@@ -36,8 +26,7 @@ class StagePlan:
     upstream: Mapping[str, tuple[str, ...]]
     stale: Mapping[str, Sequence[str]] = field(default_factory=dict)  # stage -> DVC's reasons
     applied: tuple[str, ...] = ()  # the overrides written to params.yaml
-    # stage -> {"outs": [...], "metrics": [...]}: output paths as DVC resolved them
-    files: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    files: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)  # outs, metrics
 
     def __post_init__(self) -> None:
         unknown = {u for ups in self.upstream.values() for u in ups} - set(self.stages)
@@ -72,8 +61,7 @@ class StagePlan:
         return maybe
 
     def sharing(self, among: Collection[str] | None = None) -> dict[str, int]:
-        """For each stage that may run: how many may-run stages share its level (`among`: count
-        only these, the stages that run on this host when others go to workers)."""
+        """Per stage that may run: how many may-run stages (`among` these) share its level."""
         level, maybe = self.levels(), self.may_run()
         if among is not None:
             maybe &= set(among)
@@ -85,44 +73,32 @@ class StagePlan:
 
 
 def read_graph(repo: Any) -> StagePlan:
-    """Pipeline stages (those with a command) in dvc.yaml order, their upstream stages and files.
-
-    DVC's graph has an edge from a stage to each stage whose output it depends on.
-    """
+    """Pipeline stages in dvc.yaml order, their upstream stages (DVC's graph has an edge from a
+    stage to each one whose output it reads) and output files."""
     from dvc.stage import PipelineStage
 
     stages = [s for s in repo.index.stages if isinstance(s, PipelineStage)]
     names = [s.addressing for s in stages]
-    graph = repo.index.graph
-    upstream = {
-        s.addressing: tuple(
-            sorted(
-                {u.addressing for u in graph.successors(s) if isinstance(u, PipelineStage)},
-                key=names.index,
-            )
-        )
+    ups = {
+        s.addressing: {u.addressing for u in repo.index.graph.successors(s)} & set(names)
         for s in stages
     }
     files = {
-        s.addressing: {
-            "outs": [str(o.def_path) for o in s.outs if not o.metric],
-            "metrics": [str(o.def_path) for o in s.outs if o.metric],
-        }
+        s.addressing: {"outs": [str(o.def_path) for o in s.outs if not o.metric],
+                       "metrics": [str(o.def_path) for o in s.outs if o.metric]}
         for s in stages
-    }
-    return StagePlan(tuple(names), upstream, files=files)
+    }  # fmt: skip
+    return StagePlan(
+        tuple(names), {s: tuple(sorted(u, key=names.index)) for s, u in ups.items()}, files=files
+    )
 
 
 def check_policy(config: Any, stages: Sequence[str], dispatching: bool) -> None:
     """`orchestration:` names only dvc.yaml stages, and (when dispatching) gives each a pool."""
     from genpipe.config.orchestration import DEFAULT, LOCAL
 
-    named = {
-        "gate": {config.gate},
-        "timeouts": set(config.timeouts) - {DEFAULT},
-        "retries": set(config.retries),
-        "pools": set(config.pools),
-    }
+    named = {"gate": {config.gate}, "timeouts": set(config.timeouts) - {DEFAULT},
+             "retries": set(config.retries), "pools": set(config.pools)}  # fmt: skip
     problems = [
         f"orchestration.{key} names {sorted(names - set(stages))}, not stages of dvc.yaml"
         for key, names in named.items()
@@ -140,16 +116,12 @@ def check_policy(config: Any, stages: Sequence[str], dispatching: bool) -> None:
 def make_plan(
     project: Path, overrides: Sequence[str], dispatch: bool | None
 ) -> tuple[StagePlan, Any]:
-    """Ask DVC for the graph, write the overrides into params.yaml (validated first: nothing is
-    written if they fail), then ask DVC what is stale. Returns the plan and `orchestration:`.
-
-    `dispatch` (None: params.yaml's orchestration.dispatch) decides whether every stage needs a
-    pool.
-    """
+    """The graph, then the overrides into params.yaml (validated first: nothing is written if
+    they fail), then what is stale. Returns the plan and `orchestration:`."""
     from dvc.repo import Repo
 
     from genpipe.config import load_params
-    from pipelines.params_overrides import apply_overrides
+    from genpipe.overrides import apply_overrides
 
     def check(params: Any) -> None:
         on = params.orchestration.dispatch if dispatch is None else dispatch
@@ -170,9 +142,8 @@ def make_plan(
             status = repo.status()
         except Exception as exc:
             raise PlanError(f"`dvc status` failed in {project}: {exc}") from None
-    stale = {
-        name: [r if isinstance(r, str) else json.dumps(r, sort_keys=True) for r in status[name]]
-        for name in graph.stages
-        if status.get(name)
+    reasons = {
+        name: [r if isinstance(r, str) else json.dumps(r) for r in status[name]] for name in status
     }
+    stale = {name: reasons[name] for name in graph.stages if reasons.get(name)}
     return dataclasses.replace(graph, stale=stale, applied=tuple(applied)), params.orchestration

@@ -1,11 +1,10 @@
 """The `genpipe-stage` flow: one DVC stage on a worker, in one process, with DVC's Python API.
 
-Deployed per work pool from prefect.yaml; the pipeline flow dispatches it (pipelines/dispatch.py).
-Its pull step (pipelines.checkout.commit_checkout) makes the working directory the flow run's
-commit folder. Here, in a free workspace of that commit: the controller's params.yaml and dvc.lock
-are written, the outputs of the upstream stages pulled from the DVC remote, the stage reproduced
-(its command runs the commit's installed genpipe), then its outputs pushed and after them its run
-record (genpipe.share), from which the controller restores the stage.
+Deployed per work pool from prefect.yaml and dispatched by the pipeline flow (pipelines/dispatch.py).
+Its pull step (pipelines.checkout.commit_checkout) makes the working directory the commit's
+folder. In a free workspace of it: the controller's params.yaml and dvc.lock, the upstream outputs
+pulled, the stage reproduced (its command runs the commit's installed genpipe), then the outputs
+and after them the run record pushed (genpipe.share): the controller restores the stage from it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from prefect.cache_policies import NO_CACHE
 from genpipe.errors import GenpipeError
 from pipelines.checkout import cache_root, workspace
 
-REMOTE = "genpipe-worker"  # the DVC remote's name in a workspace's .dvc/config.local
 TAIL_CHARS = 6000
 
 
@@ -33,41 +31,34 @@ class StageError(GenpipeError):
 
 
 def configure(ws: Path, params: str, lock: str) -> None:
-    """The controller's params.yaml and dvc.lock; the DVC remote from the worker's environment
-    (GENPIPE_DVC_REMOTE_URL, _KEYFILE) and the worker's shared DVC cache."""
+    """The controller's params.yaml and dvc.lock; the DVC remote of the worker's environment
+    (GENPIPE_DVC_REMOTE_URL, _KEYFILE) and the worker's one DVC cache, in .dvc/config.local."""
     from dvc.config import Config
 
     (ws / "params.yaml").write_text(params)
     (ws / "dvc.lock").unlink(missing_ok=True)
-    if lock:
+    if lock:  # none when no stage has run yet
         (ws / "dvc.lock").write_text(lock)
-    config = Config(dvc_dir=str(ws / ".dvc"))
-    with config.edit("local") as local:
+    with Config(dvc_dir=str(ws / ".dvc")).edit("local") as local:
         local.setdefault("cache", {})["dir"] = str(cache_root() / "dvc-cache")
         if url := os.environ.get("GENPIPE_DVC_REMOTE_URL"):
-            entry = {"url": url}
-            if key := os.environ.get("GENPIPE_DVC_REMOTE_KEYFILE"):
-                entry["keyfile"] = key
-            local["remote"][REMOTE] = entry
-            local["core"]["remote"] = REMOTE
+            key = os.environ.get("GENPIPE_DVC_REMOTE_KEYFILE")
+            local["remote"]["genpipe-worker"] = {"url": url, **({"keyfile": key} if key else {})}
+            local["core"]["remote"] = "genpipe-worker"
     if not Config(dvc_dir=str(ws / ".dvc"))["core"].get("remote"):
-        raise StageError(
-            "this worker has no DVC remote: set GENPIPE_DVC_REMOTE_URL (and "
-            "GENPIPE_DVC_REMOTE_KEYFILE) from `make -s services-env` on the services host, "
-            "then restart the worker"
-        )
+        raise StageError("this worker has no DVC remote: set GENPIPE_DVC_REMOTE_URL (and _KEYFILE) "
+                         "from `make -s services-env` on the services host, restart the worker")  # fmt: skip
 
 
 @task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
 def pull_inputs(ws: Path, stage: str) -> None:
-    """The outputs of the stages `stage` depends on, as the controller's dvc.lock names them;
-    git-tracked ones (metrics, plots: `cache: false`) from their objects on the remote too."""
+    """The upstream stages' outputs as the controller's dvc.lock names them; git-tracked ones
+    (metrics, plot tables: `cache: false`) from their objects on the remote too."""
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
         [node] = repo.stage.collect(stage)
-        upstream = list(repo.index.graph.successors(node))
-        if upstream:
+        if upstream := list(repo.index.graph.successors(node)):
             repo.pull(targets=[u.addressing for u in upstream])
         for out in (o for u in upstream for o in u.outs if not o.use_cache and o.hash_info):
             repo.cloud.pull([out.hash_info])
@@ -77,14 +68,14 @@ def pull_inputs(ws: Path, stage: str) -> None:
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
 def reproduce(ws: Path, stage: str, env: dict[str, str]) -> str:
     """`dvc repro --single-item stage` through DVC's API; the command's output goes to the log,
-    and into the error when it fails."""
+    and into the error when it fails. Any way out stops the command's processes too."""
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo, _captured() as output:
         try:
             ran = repo.reproduce(stage, single_item=True, run_env=env)
         except BaseException as exc:
-            _stop_children()  # a cancelled run (its budget spent) stops the command too
+            _stop_children()  # e.g. cancelled (past its budget): the worker signals this process
             if not isinstance(exc, Exception):
                 raise
             cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
@@ -106,8 +97,8 @@ def _stop_children(grace_seconds: float = 10.0) -> None:
 
 @contextmanager
 def _captured() -> Iterator[Callable[[], str]]:
-    """This process's stdout and stderr, and so the stage command's, into a temporary file;
-    yields a function that reads what came so far."""
+    """This process's stdout and stderr, so the stage command's, into a temporary file; yields
+    a function that reads what came so far."""
     with tempfile.TemporaryFile() as sink:
         fd, saved = sink.fileno(), (os.dup(1), os.dup(2))
         sys.stdout.flush(), sys.stderr.flush()
@@ -131,23 +122,21 @@ def push_outputs(ws: Path, stage: str) -> None:
 def genpipe_stage(
     stage: str, commit: str, params: str, lock: str, pipeline_run_id: str
 ) -> dict[str, str]:
-    """Run one stage of the commit in the working directory's commit folder; push its results."""
+    """Run one stage of the commit in the working directory (the commit's folder); push it."""
     from genpipe.settings import get_settings
 
-    folder = Path.cwd()
+    folder, host = Path.cwd(), get_settings().host
     if folder.name != commit:
         raise StageError(f"the working directory {folder} is not commit {commit}'s folder")
-    host = get_settings().host
-    env = {
-        "PATH": os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")]),
-        "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id,
-    }
+    path = os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")])
     with workspace(folder) as ws:
-        os.chdir(ws)  # DVC reads stage names relative to it; this process runs only this stage
+        os.chdir(ws)  # DVC reads stage names from here; this process runs only this stage
         configure(ws, params, lock)
         pull_inputs(ws, stage)
         try:
-            outcome = reproduce(ws, stage, env)
+            outcome = reproduce(
+                ws, stage, {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
+            )
         except StageError as exc:
             raise StageError(f"[host {host}] stage {stage}: {exc}") from None
         push_outputs(ws, stage)

@@ -1,19 +1,11 @@
 """`python -m pipelines.worker --pool genpipe-gpu` (`make worker POOL=genpipe-gpu`): a worker host.
 
-A worker host needs a checkout with the venv (`make install`: genpipe's dependencies; the code a
-stage runs is the flow run's commit, fetched and installed per commit by pipelines.checkout) and
-addresses, in the environment: PREFECT_API_URL, MLFLOW_TRACKING_URI and GENPIPE_DVC_REMOTE_URL,
-plus GENPIPE_DVC_REMOTE_KEYFILE and GENPIPE_SSH_KNOWN_HOSTS for the team services' sshd (copy the
-key and known_hosts files from the services host); `make -s services-env` there prints them all.
-
-This checks those, that the Prefect and MLflow servers answer and that the pool exists, then
-replaces itself with `prefect worker start` (one process), with:
-- PREFECT_FLOWS_HEARTBEAT_FREQUENCY = orchestration.heartbeat_seconds, so the zombie automation
-  notices when this host goes silent; PREFECT_WORKER_QUERY_SECONDS = worker_poll_seconds;
-- GIT_SSH_COMMAND with the team key (pipelines.code_remote.git_ssh_command) for the fetches;
-- GENPIPE_CPU_SHARE = `--limit`, the stages that may share this host's cores;
-- `--limit` stage runs at a time (default 1: one stage owns the machine's accelerator and cores).
-Run it under a supervisor that stops the whole process group (systemd: KillMode=control-group).
+A worker needs a checkout with the venv (`make install`; the code a stage runs is the flow run's
+commit, pipelines.checkout) and the addresses `make -s services-env` prints on the services host:
+PREFECT_API_URL, MLFLOW_TRACKING_URI, GENPIPE_DVC_REMOTE_URL (+ _KEYFILE, GENPIPE_SSH_KNOWN_HOSTS).
+This checks them and the servers, then becomes `prefect worker start` with heartbeats on (the
+zombie automation), GIT_SSH_COMMAND for the fetches, and GENPIPE_CPU_SHARE = `--limit` (the stage
+runs that share this host's cores). Run it under a supervisor that stops its whole process group.
 """
 
 from __future__ import annotations
@@ -52,17 +44,13 @@ def worker_env(
     for var in ("GENPIPE_DVC_REMOTE_KEYFILE", "GENPIPE_SSH_KNOWN_HOSTS"):
         if environ.get(var) and not Path(environ[var]).is_file():
             raise WorkerError(f"{var}={environ[var]}: no such file on this host; copy it here")
-    env = git_env(environ)
-    bin_dir = str(Path(sys.executable).parent)
-    env.update(
-        {
-            "PATH": os.pathsep.join([bin_dir, environ.get("PATH", "/usr/bin:/bin")]),
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
-            "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
-            "GENPIPE_CPU_SHARE": environ.get("GENPIPE_CPU_SHARE", str(limit)),
-        }
-    )
-    return env
+    return {
+        **git_env(environ),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
+        "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
+        "GENPIPE_CPU_SHARE": environ.get("GENPIPE_CPU_SHARE", str(limit)),
+    }
 
 
 def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> None:
@@ -70,12 +58,11 @@ def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> N
     from genpipe.services.servers import http_probe
 
     api, mlflow = env["PREFECT_API_URL"].rstrip("/"), env["MLFLOW_TRACKING_URI"].rstrip("/")
+    if not mlflow.startswith("http"):
+        raise WorkerError(
+            f"MLFLOW_TRACKING_URI={mlflow}: a worker logs to the team's MLflow server"
+        )
     for name, url in (("the Prefect API", f"{api}/health"), ("MLflow", f"{mlflow}/health")):
-        if mlflow.startswith(("sqlite:", "file:")) and name == "MLflow":
-            raise WorkerError(
-                f"MLFLOW_TRACKING_URI={mlflow} is a local store: a worker logs to the team's "
-                "MLflow server (http://...)"
-            )
         if (problem := http_probe(url, timeout)) is not None:
             raise WorkerError(f"{name} does not answer: {problem}")
     if (problem := http_probe(f"{api}/work_pools/{pool}", timeout)) is not None:
@@ -97,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_params(project_root() / "params.yaml").orchestration
         if args.pool not in config.remote_pools():
-            print(
-                f"warning: orchestration.pools sends no stage to {args.pool!r} "
-                f"(pools: {', '.join(config.remote_pools())})",
-                file=sys.stderr,
-            )
+            print(f"warning: orchestration.pools sends no stage to {args.pool!r}", file=sys.stderr)
         env = worker_env(
             os.environ, config.heartbeat_seconds, config.worker_poll_seconds, args.limit
         )
@@ -111,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = args.name or socket.gethostname()
     prefect = str(Path(sys.executable).parent / "prefect")
-    argv_ = [prefect, "worker", "start", "--pool", args.pool, "--name", name, "--type", "process"]
-    argv_ += ["--limit", str(args.limit)]
+    argv_ = [prefect, "worker", "start", "--pool", args.pool, "--name", name, "--type", "process",
+             "--limit", str(args.limit)]  # fmt: skip
     print(f"genpipe worker {name}: {' '.join(argv_[1:])}", flush=True)
     os.execve(prefect, argv_, env)
-    return 0  # not reached
 
 
 if __name__ == "__main__":

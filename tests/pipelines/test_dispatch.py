@@ -48,14 +48,14 @@ def test_the_commit_must_be_clean_and_on_the_remote(checkout: Path) -> None:
     with pytest.raises(CodeError, match=r"is not on git remote 'team'.*make push-code"):
         check_code(checkout, "team", allowed)
     first = push_head(checkout, "team")
-    assert check_code(checkout, "team", allowed).commit == first
+    assert check_code(checkout, "team", allowed)[0] == first
 
     (checkout / "params.yaml").write_text("x: 2\n")  # the flow's overrides: allowed
     (checkout / "dvc.lock").write_text("schema: '2.0'\n")
     for rel in ("data/plots/a.csv", "data/eval/report.csv"):  # new folders of allowed outputs
         (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
         (checkout / rel).write_text("x\n")
-    assert check_code(checkout, "team", allowed).commit == first
+    assert check_code(checkout, "team", allowed)[0] == first
     (checkout / "data/plots/b.csv").write_text("x\n")  # not an output: named, not its folder
     with pytest.raises(CodeError, match=r"uncommitted changes \(data/plots/b.csv\)"):
         check_code(checkout, "team", allowed)
@@ -71,7 +71,7 @@ def test_the_commit_must_be_clean_and_on_the_remote(checkout: Path) -> None:
         check_code(checkout, "team", allowed)
     second = push_head(checkout, "team")
     git(checkout, "checkout", "-q", "--detach", first)  # an ancestor of the remote's tip
-    assert check_code(checkout, "team", allowed).commit == first != second
+    assert check_code(checkout, "team", allowed)[0] == first != second
 
 
 def test_a_missing_remote_or_repo_is_named(checkout: Path, tmp_path: Path) -> None:

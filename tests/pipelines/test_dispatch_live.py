@@ -166,8 +166,8 @@ def test_a_stage_past_its_budget_is_cancelled_and_its_command_stopped(team: Team
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from genpipe.config import load_params
+    from genpipe.overrides import apply_overrides
     from pipelines.deploy import install_automations
-    from pipelines.params_overrides import apply_overrides
 
     (team.project / "train_gan_hangs").touch()
     team.git("add", "train_gan_hangs")
