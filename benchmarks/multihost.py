@@ -52,7 +52,7 @@ def warm_workers(team: Team) -> dict[str, float]:
     commit = subprocess.run(["git", "-C", str(team.project), "rev-parse", "HEAD"],
                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     code = (
-        "from pipelines.checkout import commit_checkout\n"
+        "from pipelines.stage_flow import commit_checkout\n"
         f"commit_checkout({team.client['GENPIPE_CODE_REMOTE_URL']!r}, {commit!r})\n"
     )
     seconds = {}

@@ -20,7 +20,7 @@ from genpipe.config import OrchestrationConfig, load_params
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from genpipe.settings import project_root
-from pipelines.checkout import COMMIT_VAR, REMOTE_VAR
+from pipelines.stage_flow import COMMIT_VAR, REMOTE_VAR
 
 FINAL = ["Completed", "Failed", "Crashed", "Cancelled", "Cancelling"]
 NO_WORKER = "NoWorker"  # the name of the state a run no worker took ends in

@@ -21,17 +21,13 @@ from typing import Any
 from genpipe.config import OrchestrationConfig
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
-from pipelines.checkout import COMMIT_VAR, REMOTE_VAR
 from pipelines.dvc_stage import StageFailed, StageResult, settle
 from pipelines.plan import StagePlan
+from pipelines.stage_flow import COMMIT_VAR, REMOTE_VAR
 
 STAGE_FLOW = "genpipe-stage"
 DISPATCH_TAG = "genpipe-dispatch"  # the queue-timeout automation watches runs with this tag
 GRACE_SECONDS = 120.0  # the controller waits this long past the automations' windows
-
-
-class DispatchError(GenpipeError):
-    """The flow cannot send stages to workers; the message says what to fix."""
 
 
 class WorkerLost(StageFailed):
@@ -68,13 +64,13 @@ def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id:
     from pipelines.code_remote import check_code
 
     if not os.environ.get("PREFECT_API_URL"):
-        raise DispatchError(
+        raise GenpipeError(
             "dispatch needs the team's Prefect server, which workers reach too: set "
             'PREFECT_API_URL (eval "$(make -s services-env)"), or run without --dispatch'
         )
     commit, url = check_code(project, config.git_remote, written_by_runs(plan))
     if not Config(dvc_dir=str(project / ".dvc"))["core"].get("remote"):
-        raise DispatchError(
+        raise GenpipeError(
             f"the DVC repo {project} has no default remote, and dispatched stages move their "
             "data through it: `make services-dvc-remote` or `dvc remote add -d <name> <url>`"
         )
@@ -108,7 +104,7 @@ def _check_server(config: OrchestrationConfig, pools: set[str]) -> None:
             ):
                 problems.append(f"automation {wanted.name} missing or not as params.yaml says")
     if problems:
-        raise DispatchError(
+        raise GenpipeError(
             f"the Prefect server is not set up for these params ({'; '.join(problems)}): run "
             "`make deploy-stages` with PREFECT_API_URL set, then `make worker POOL=<pool>`"
         )

@@ -1,33 +1,134 @@
-"""The `genpipe-stage` flow: one DVC stage on a worker, in one process, with DVC's Python API.
+"""A dispatched stage on a worker: the `genpipe-stage` flow and the pull step before it.
 
-Deployed per work pool from prefect.yaml and dispatched by the pipeline flow (pipelines/dispatch.py).
-Its pull step (pipelines.checkout.commit_checkout) makes the working directory the commit's
-folder. In a free workspace of it: the controller's params.yaml and dvc.lock, the upstream outputs
-pulled, the stage reproduced (its command runs the commit's installed genpipe), then the outputs
-and after them the run record pushed (genpipe.share): the controller restores the stage from it.
+`commit_checkout`, the pull step of the stage deployments (prefect.yaml), keeps the flow run's
+commit in the worker's cache (~/.cache/genpipe/worker), once per commit: a mirror of the code
+remote, `git worktree`s of the commit (`commits/<sha>/ws0, ws1...`, one per stage run at a time),
+and the commit's genpipe installed from ws0 (`pip install -e`, no dependencies) into a venv that
+reuses the worker venv's packages, so a stage command runs the commit's code, never the worker
+checkout's. The flow then runs the stage in one process with DVC's Python API: the controller's
+params.yaml and dvc.lock, the upstream outputs pulled, the stage reproduced, then its outputs and
+after them its run record pushed (genpipe.share); the controller restores the stage from it.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from genpipe.errors import GenpipeError
-from pipelines.checkout import cache_root, workspace
+
+COMMIT_VAR, REMOTE_VAR = "GENPIPE_COMMIT", "GENPIPE_CODE_REMOTE"  # set per run by the controller
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genpipe" / "worker"
+
+
+def _git(*args: str | Path, check: bool = True) -> bool:
+    done = subprocess.run(["git", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})  # fmt: skip
+    if check and done.returncode != 0:
+        raise GenpipeError(f"`git {' '.join(map(str, args))}` failed: {done.stderr.strip()}")
+    return done.returncode == 0
+
+
+def commit_checkout(repository: str, commit: str) -> dict[str, str]:
+    """Prefect pull step: the commit's folder (fetched, checked out, installed on first use)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    mirror, folder = root / "mirror.git", root / "commits" / commit
+    with FileLock(root / ".lock"):
+        if not (folder / "venv").exists():
+            if not mirror.exists():
+                _git("clone", "--quiet", "--mirror", repository, mirror)
+            has = ("--git-dir", mirror, "cat-file", "-e", f"{commit}^{{commit}}")
+            if not _git(*has, check=False):
+                _git("--git-dir", mirror, "fetch", "--quiet", repository, "+refs/*:refs/*")
+            if not _git(*has, check=False):
+                raise GenpipeError(f"commit {commit} is not on {repository}: push it first")
+            _install(mirror, folder, commit)
+        os.utime(folder)  # the most recently used
+        keep = _kept(folder / "ws0" / "params.yaml")
+        for old in sorted(folder.parent.iterdir(), key=lambda p: -p.stat().st_mtime)[keep:]:
+            if _unused(old):
+                shutil.rmtree(old, ignore_errors=True)
+        _git("--git-dir", mirror, "worktree", "prune")
+    return {"directory": str(folder)}
+
+
+def _install(mirror: Path, folder: Path, commit: str) -> None:
+    """ws0 (a worktree of the commit), then a venv with the commit's genpipe installed from it."""
+    shutil.rmtree(folder, ignore_errors=True)  # a half-made folder of a killed run
+    _git("--git-dir", mirror, "worktree", "prune")
+    _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", folder / "ws0", commit)
+    venv = folder / "venv.new"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # the worker venv's packages (torch, dvc...) as a plain path entry: the .pth file there that
+    # installs the worker checkout's own genpipe is not run
+    [site] = (venv / "lib").glob("python*/site-packages")
+    (site / "genpipe-worker-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--quiet", "--no-deps", "--no-build-isolation", "-e", str(folder / "ws0")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise GenpipeError(f"installing commit {commit} failed:\n{done.stderr[-3000:]}")
+    venv.rename(folder / "venv")  # the mark of a finished commit folder
+
+
+def _kept(params: Path) -> int:
+    from genpipe.config import load_params
+
+    return load_params(params).orchestration.worker_commits_kept
+
+
+def _unused(folder: Path) -> bool:
+    """No stage run holds a workspace of this commit folder."""
+    locks = [FileLock(p) for p in folder.glob("ws*.lock")]
+    try:
+        for lock in locks:
+            lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        return False
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+@contextmanager
+def workspace(folder: Path) -> Iterator[Path]:
+    """A worktree of the folder's commit that no other stage run uses while this one holds it."""
+    for n in itertools.count():
+        ws, lock = folder / f"ws{n}", FileLock(folder / f"ws{n}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            if not ws.exists():
+                mirror = folder.parents[1] / "mirror.git"
+                _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", ws, folder.name)
+            yield ws
+            return
+        finally:
+            lock.release()
+
 
 TAIL_CHARS = 6000
-
-
-class StageError(GenpipeError):
-    """The stage failed on this worker; the message has the host and the command's output."""
 
 
 def configure(ws: Path, params: str, lock: str) -> None:
@@ -46,7 +147,7 @@ def configure(ws: Path, params: str, lock: str) -> None:
             local["remote"]["genpipe-worker"] = {"url": url, **({"keyfile": key} if key else {})}
             local["core"]["remote"] = "genpipe-worker"
     if not Config(dvc_dir=str(ws / ".dvc"))["core"].get("remote"):
-        raise StageError("this worker has no DVC remote: set GENPIPE_DVC_REMOTE_URL (and _KEYFILE) "
+        raise GenpipeError("this worker has no DVC remote: set GENPIPE_DVC_REMOTE_URL (and _KEYFILE) "
                          "from `make -s services-env` on the services host, restart the worker")  # fmt: skip
 
 
@@ -79,7 +180,7 @@ def reproduce(ws: Path, stage: str, env: dict[str, str]) -> str:
             if not isinstance(exc, Exception):
                 raise
             cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
-            raise StageError(f"{cause}; last lines:\n{output()[-TAIL_CHARS:]}") from None
+            raise GenpipeError(f"{cause}; last lines:\n{output()[-TAIL_CHARS:]}") from None
         text = output()
     get_run_logger().info("%s", text[-TAIL_CHARS:])
     return "ran" if ran else "skipped"
@@ -127,7 +228,7 @@ def genpipe_stage(
 
     folder, host = Path.cwd(), get_settings().host
     if folder.name != commit:
-        raise StageError(f"the working directory {folder} is not commit {commit}'s folder")
+        raise GenpipeError(f"the working directory {folder} is not commit {commit}'s folder")
     path = os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")])
     with workspace(folder) as ws:
         os.chdir(ws)  # DVC reads stage names from here; this process runs only this stage
@@ -137,8 +238,8 @@ def genpipe_stage(
             outcome = reproduce(
                 ws, stage, {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
             )
-        except StageError as exc:
-            raise StageError(f"[host {host}] stage {stage}: {exc}") from None
+        except GenpipeError as exc:
+            raise GenpipeError(f"[host {host}] stage {stage}: {exc}") from None
         push_outputs(ws, stage)
     print(f"stage {stage} {outcome} on {host} in {ws}")
     return {"stage": stage, "host": host, "outcome": outcome}

@@ -1,7 +1,7 @@
 """`python -m pipelines.worker --pool genpipe-gpu` (`make worker POOL=genpipe-gpu`): a worker host.
 
 A worker needs a checkout with the venv (`make install`; the code a stage runs is the flow run's
-commit, pipelines.checkout) and the addresses `make -s services-env` prints on the services host:
+commit, pipelines.stage_flow) and the addresses `make -s services-env` prints on the services host:
 PREFECT_API_URL, MLFLOW_TRACKING_URI, GENPIPE_DVC_REMOTE_URL (+ _KEYFILE, GENPIPE_SSH_KNOWN_HOSTS).
 This checks them and the servers, then becomes `prefect worker start` with heartbeats on (the
 zombie automation), GIT_SSH_COMMAND for the fetches, and GENPIPE_CPU_SHARE = `--limit` (the stage
@@ -22,10 +22,6 @@ from genpipe.errors import GenpipeError
 REQUIRED = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
 
 
-class WorkerError(GenpipeError):
-    """The worker cannot start: a missing address, a server that does not answer, no pool."""
-
-
 def worker_env(
     environ: Mapping[str, str], heartbeat: int, poll: float, limit: int
 ) -> dict[str, str]:
@@ -36,14 +32,14 @@ def worker_env(
     if not environ.get("GENPIPE_DVC_REMOTE_URL"):
         missing.append("GENPIPE_DVC_REMOTE_URL")
     if missing:
-        raise WorkerError(
+        raise GenpipeError(
             f"missing {', '.join(missing)}: a worker needs the addresses of the Prefect API, "
             "the MLflow server and the DVC remote. On the services host, `make -s services-env` "
             "prints them; set them here (eval, or a file you source) and start the worker again"
         )
     for var in ("GENPIPE_DVC_REMOTE_KEYFILE", "GENPIPE_SSH_KNOWN_HOSTS"):
         if environ.get(var) and not Path(environ[var]).is_file():
-            raise WorkerError(f"{var}={environ[var]}: no such file on this host; copy it here")
+            raise GenpipeError(f"{var}={environ[var]}: no such file on this host; copy it here")
     return {
         **git_env(environ),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
@@ -59,14 +55,14 @@ def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> N
 
     api, mlflow = env["PREFECT_API_URL"].rstrip("/"), env["MLFLOW_TRACKING_URI"].rstrip("/")
     if not mlflow.startswith("http"):
-        raise WorkerError(
+        raise GenpipeError(
             f"MLFLOW_TRACKING_URI={mlflow}: a worker logs to the team's MLflow server"
         )
     for name, url in (("the Prefect API", f"{api}/health"), ("MLflow", f"{mlflow}/health")):
         if (problem := http_probe(url, timeout)) is not None:
-            raise WorkerError(f"{name} does not answer: {problem}")
+            raise GenpipeError(f"{name} does not answer: {problem}")
     if (problem := http_probe(f"{api}/work_pools/{pool}", timeout)) is not None:
-        raise WorkerError(
+        raise GenpipeError(
             f"work pool {pool!r} not found on {api} ({problem}): run `make deploy-stages` "
             "once on a machine with the project, then start the worker again"
         )

@@ -37,12 +37,12 @@ def test_prefect_yaml_deploys_the_stage_flow_on_every_pool_of_params_yaml() -> N
     for name, deployment in stage_deployments.items():
         assert deployment["work_pool"]["name"] == name  # genpipe-stage/<pool> runs on <pool>
         [step] = deployment["pull"]
-        assert step["pipelines.checkout.commit_checkout"] == {
+        assert step["pipelines.stage_flow.commit_checkout"] == {
             "repository": "{{ $GENPIPE_CODE_REMOTE }}",
             "commit": "{{ $GENPIPE_COMMIT }}",
         }
     assert import_object(flow).name == STAGE_FLOW
-    assert callable(import_object("pipelines.checkout.commit_checkout"))
+    assert callable(import_object("pipelines.stage_flow.commit_checkout"))
 
 
 def test_the_policy_names_dvc_yaml_stages_only() -> None:
