@@ -1,9 +1,5 @@
-"""The code a worker runs: the controller's commit, which workers fetch from a git remote.
-
-Before it sends a stage away, the flow checks that the checkout is clean (apart from what DVC and
-the flow write) and that its commit is on `orchestration.git_remote`. The team services serve a
-bare repo over their sshd with the DVC remote's key (`make services-git-remote` adds it, `make
-push-code` pushes); `git_env` is how genpipe's git calls (these, a worker's fetch) use that key.
+"""The commit workers run: the checkout must be clean (but for what runs write) and its commit on
+`orchestration.git_remote` (`make push-code`); `git_env` gives git the team's ssh key.
 """
 
 from __future__ import annotations
@@ -42,10 +38,8 @@ def _git(project: Path, *args: str, check: bool = True) -> str:
 
 
 def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> tuple[str, str]:
-    """(commit, remote URL) workers will run; refuses a dirty checkout or an unpushed commit.
-
-    `allowed_dirty`: paths (files, or folders and all under them) a run may change.
-    """
+    """(commit, remote URL) workers will run; refuses a dirty checkout (but for `allowed_dirty`:
+    files, or folders and all under them) or an unpushed commit."""
     if not _git(project, "rev-parse", "--is-inside-work-tree", check=False):
         raise CodeError(
             f"{project} is not a git checkout: workers run the flow run's commit, so the "

@@ -1,10 +1,6 @@
 """`python -m pipelines.deploy` (`make deploy-stages`, `make prefect-deploy`): the Prefect server's
-side of genpipe from its two declarations, idempotently. prefect.yaml: the work pools its
-deployments name (created if missing), then `prefect deploy --all`. params.yaml `orchestration:`:
-the automations that end a dispatched run which cannot end well by itself (self-hosted Prefect
-does not): no heartbeat for `zombie_after_seconds` -> Crashed (the flow sends the stage again); no
-worker within `queue_timeout_seconds` -> Cancelled; a stage past its `timeouts` entry -> cancelled
-(its worker stops its processes). The flow refuses to dispatch until the server matches.
+side, idempotently: the work pools prefect.yaml names, `prefect deploy --all`, and the automations
+of params.yaml's `orchestration:` that end a dispatched run which cannot end well by itself.
 """
 
 from __future__ import annotations
@@ -128,18 +124,11 @@ def install_automations(config: OrchestrationConfig) -> list[str]:
     return [a.name for a in wanted]
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    argparse.ArgumentParser(prog="python -m pipelines.deploy", description=__doc__).parse_args(argv)
-    if not os.environ.get("PREFECT_API_URL"):
-        print(
-            "genpipe: error: set PREFECT_API_URL to the team's Prefect server "
-            '(eval "$(make -s services-env)"); a temporary local API would vanish with this command',
-            file=sys.stderr,
-        )
-        return 2
+def main() -> int:
     try:
+        if not os.environ.get("PREFECT_API_URL"):
+            raise GenpipeError("set PREFECT_API_URL to the team's Prefect server (eval \"$(make -s "
+                               "services-env)\"); a temporary local API would vanish with this")  # fmt: skip
         project = project_root()
         for line in deploy(project, load_params(project / "params.yaml").orchestration):
             print(line)

@@ -1,12 +1,8 @@
-"""Sending stages to workers on other hosts: the pipeline flow's side (pipelines/README.md).
+"""Sending stages to workers: the pipeline flow's side (pipelines/README.md, "dispatch").
 
-`prepare` checks, once: a clean checkout whose commit is on the code remote, a DVC remote, and a
-Prefect server with the deployments and automations of these params (`make deploy-stages`).
-`run_stage`: DVC first, here (skipped, or restored from the team's run-cache); else `run_on_pool`
-sends the stage to `genpipe-stage/<pool>` with the commit, params.yaml and dvc.lock and waits;
-the worker pushes outputs then the run record, and the controller restores the stage from that
-record, whose key is the stage's command, deps and params as the controller has them. The
-automations end runs that cannot end by themselves; a Crashed run raises WorkerLost (retried).
+A stage DVC can skip or restore from the team's run-cache needs no worker; any other is sent with
+`run_deployment` and, once its worker pushed the outputs and the run record, restored here from
+that record, keyed by the stage's command, deps and params as the controller has them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""One stage in a checkout, DVC deciding: `settle` does through DVC's API what `dvc repro` would,
-unless that means running the command ("skipped", or "restored" from a run record for these exact
-inputs); `run` runs it, `dvc repro --single-item --no-run-cache` in its own process group, so a
-timeout stops the command too. DVC locks its repo only to hash and write dvc.lock, so stages with
-disjoint outputs run at once."""
+"""One stage in a checkout, DVC deciding: `settle` does through DVC's API what `dvc repro` would
+unless that means running the command; `run` runs it in its own process group (a timeout stops
+the command too). DVC locks its repo only to hash and write dvc.lock: stages run at once."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ class StageFailed(GenpipeError):
 
     def __init__(self, stage: str, message: str, output: str = "") -> None:
         super().__init__(message)
-        self.stage = stage
-        self.output = output
+        self.stage, self.output = stage, output
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,10 @@ def plan_stages(project: Path, overrides: Any, dispatch: bool | None) -> tuple[S
     from genpipe.overrides import as_override_strings
 
     plan, config = make_plan(project, as_override_strings(overrides), dispatch)
-    logger = get_run_logger()
-    logger.info("stages in dvc.yaml: %s", ", ".join(plan.order()))
-    if plan.applied:
-        logger.info("overrides written to params.yaml: %s", ", ".join(plan.applied))
     stale = "; ".join(f"{s} ({', '.join(r)})" for s, r in plan.stale.items())
-    logger.info("stale up front: %s", stale or "none (a no-op)")
+    get_run_logger().info("stages in dvc.yaml: %s; overrides written to params.yaml: %s; stale up "
+                          "front: %s", ", ".join(plan.order()), ", ".join(plan.applied) or "none",
+                          stale or "none (a no-op)")  # fmt: skip
     return plan, config
 
 
@@ -123,10 +121,8 @@ def genpipe_pipeline(
     project_dir: str | None = None,
     dispatch: bool | None = None,
 ) -> dict[str, Any]:
-    """dvc.yaml's stages in graph order, each as soon as its upstream is done; stale ones only.
-
-    `dispatch` (None: orchestration.dispatch): send stages to workers of their pools.
-    """
+    """dvc.yaml's stale stages, each as soon as its upstream is done; `dispatch` (None:
+    orchestration.dispatch) sends stages to workers of their pools."""
     from prefect.runtime import flow_run
 
     project = Path(project_dir).resolve() if project_dir else project_root()

@@ -1,6 +1,5 @@
 """The flow's plan: dvc.yaml's stage graph and what DVC calls stale, asked once, up front, with
-DVC's Python API in the flow's process; and the pure rules the flow follows with it.
-"""
+DVC's Python API in the flow's process; and the pure rules the flow follows with it."""
 
 from __future__ import annotations
 
@@ -74,18 +73,13 @@ def read_graph(repo: Any) -> StagePlan:
 
     stages = [s for s in repo.index.stages if isinstance(s, PipelineStage)]
     names = [s.addressing for s in stages]
-    ups = {
-        s.addressing: {u.addressing for u in repo.index.graph.successors(s)} & set(names)
-        for s in stages
-    }
-    files = {
-        s.addressing: {"outs": [str(o.def_path) for o in s.outs if not o.metric],
-                       "metrics": [str(o.def_path) for o in s.outs if o.metric]}
-        for s in stages
-    }  # fmt: skip
-    return StagePlan(
-        tuple(names), {s: tuple(sorted(u, key=names.index)) for s, u in ups.items()}, files=files
-    )
+    # fmt: off
+    upstream = {s.addressing: tuple(n for n in names if n in {u.addressing for u in repo.index.graph.successors(s)})
+                for s in stages}
+    files = {s.addressing: {"outs": [str(o.def_path) for o in s.outs if not o.metric],
+                            "metrics": [str(o.def_path) for o in s.outs if o.metric]} for s in stages}
+    # fmt: on
+    return StagePlan(tuple(names), upstream, files=files)
 
 
 def check_policy(config: Any, stages: Sequence[str], dispatching: bool) -> None:
@@ -94,16 +88,11 @@ def check_policy(config: Any, stages: Sequence[str], dispatching: bool) -> None:
 
     named = {"gate": {config.gate}, "timeouts": set(config.timeouts) - {DEFAULT},
              "retries": set(config.retries), "pools": set(config.pools)}  # fmt: skip
-    problems = [
-        f"orchestration.{key} names {sorted(names - set(stages))}, not stages of dvc.yaml"
-        for key, names in named.items()
-        if names - set(stages)
-    ]
+    problems = [f"orchestration.{key} names {sorted(names - set(stages))}, not stages of dvc.yaml"
+                for key, names in named.items() if names - set(stages)]  # fmt: skip
     if dispatching and (missing := [s for s in stages if s not in config.pools]):
-        problems.append(
-            f"orchestration.pools has no pool for {missing}: add `<stage>: <work pool>` "
-            f"(or `<stage>: {LOCAL}`, the controller) to params.yaml"
-        )
+        problems.append(f"orchestration.pools has no pool for {missing}: add `<stage>: <work "
+                        f"pool>` (or `<stage>: {LOCAL}`, the controller) to params.yaml")  # fmt: skip
     if problems:
         raise PlanError("; ".join(problems) + f". dvc.yaml's stages are {list(stages)}")
 

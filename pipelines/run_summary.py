@@ -1,8 +1,5 @@
-"""What a pipeline run leaves behind, read from the files dvc.yaml names, as Prefect artifacts.
-
-Pure except `collect`, which only reads: each stage's metrics files, the `run.json` (MLflow run)
-in its output folders and its markdown outputs (the promotion decision). Nothing names a stage.
-"""
+"""The run's summary artifacts, from the files dvc.yaml names: each stage's metrics, the MLflow
+run (`run.json`) in its output folders, its markdown outputs (the decision). Names no stage."""
 
 from __future__ import annotations
 
@@ -11,8 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pipelines.dvc_stage import StageResult
 
@@ -36,29 +31,16 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def _paths(entries: Iterable[Any]) -> list[str]:
-    """dvc.yaml outs/metrics entries are either `path` or `{path: {options}}`."""
-    return [p for e in entries or [] for p in ([e] if isinstance(e, str) else e)]
-
-
-def collect(
-    project: Path, stages: Mapping[str, Mapping[str, Any]] | None = None
-) -> PipelineOutputs:
-    """Read the metrics, MLflow run ids and decisions the stages wrote, where present.
-
-    `stages`: each stage's `outs` and `metrics` as DVC resolved them (the flow's plan); without
-    it, dvc.yaml as written.
-    """
-    if stages is None:
-        stages = (yaml.safe_load((project / "dvc.yaml").read_text()) or {}).get("stages", {})
+def collect(project: Path, stages: Mapping[str, Mapping[str, Sequence[str]]]) -> PipelineOutputs:
+    """What the stages wrote, where present; `stages`: their outs and metrics (StagePlan.files)."""
     out = PipelineOutputs()
     for name, stage in stages.items():
-        for rel in _paths(stage.get("metrics")):
+        for rel in stage.get("metrics", ()):
             if rel.endswith(".json") and (project / rel).is_file():
                 flat = flatten(json.loads((project / rel).read_text()))
                 out.metrics.extend({"stage": name, "file": rel, "metric": m, "value": v}
                                    for m, v in flat.items())  # fmt: skip
-        for rel in _paths(stage.get("outs")):
+        for rel in stage.get("outs", ()):
             if (run_file := project / rel / "run.json").is_file():
                 info = json.loads(run_file.read_text())
                 out.runs.append((name, info.get("run_id", "?"), info.get("experiment_name", "?")))

@@ -1,13 +1,9 @@
-"""A dispatched stage on a worker: the `genpipe-stage` flow and the pull step before it.
+"""A dispatched stage on a worker: the pull step `commit_checkout`, then the `genpipe-stage` flow.
 
-`commit_checkout`, the pull step of the stage deployments (prefect.yaml), keeps the flow run's
-commit in the worker's cache (~/.cache/genpipe/worker), once per commit: a mirror of the code
-remote, `git worktree`s of the commit (`commits/<sha>/ws0, ws1...`, one per stage run at a time),
-and the commit's genpipe installed from ws0 (`pip install -e`, no dependencies) into a venv that
-reuses the worker venv's packages, so a stage command runs the commit's code, never the worker
-checkout's. The flow then runs the stage in one process with DVC's Python API: the controller's
-params.yaml and dvc.lock, the upstream outputs pulled, the stage reproduced, then its outputs and
-after them its run record pushed (genpipe.share); the controller restores the stage from it.
+The pull step keeps each commit in the worker's cache once: a mirror, `git worktree`s (one per
+stage run at a time) and the commit's genpipe installed (no dependencies) into a venv reusing the
+worker's packages, so a stage command runs the commit's code. The flow runs the stage in one
+process with DVC's API: pull the inputs, reproduce, push the outputs then the run record.
 """
 
 from __future__ import annotations
@@ -146,9 +142,6 @@ def configure(ws: Path, params: str, lock: str) -> None:
             key = os.environ.get("GENPIPE_DVC_REMOTE_KEYFILE")
             local["remote"]["genpipe-worker"] = {"url": url, **({"keyfile": key} if key else {})}
             local["core"]["remote"] = "genpipe-worker"
-    if not Config(dvc_dir=str(ws / ".dvc"))["core"].get("remote"):
-        raise GenpipeError("this worker has no DVC remote: set GENPIPE_DVC_REMOTE_URL (and _KEYFILE) "
-                         "from `make -s services-env` on the services host, restart the worker")  # fmt: skip
 
 
 @task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
@@ -167,7 +160,7 @@ def pull_inputs(ws: Path, stage: str) -> None:
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
-def reproduce(ws: Path, stage: str, env: dict[str, str]) -> str:
+def reproduce(ws: Path, stage: str, env: dict[str, str], host: str) -> str:
     """`dvc repro --single-item stage` through DVC's API; the command's output goes to the log,
     and into the error when it fails. Any way out stops the command's processes too."""
     from dvc.repo import Repo
@@ -180,7 +173,10 @@ def reproduce(ws: Path, stage: str, env: dict[str, str]) -> str:
             if not isinstance(exc, Exception):
                 raise
             cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
-            raise GenpipeError(f"{cause}; last lines:\n{output()[-TAIL_CHARS:]}") from None
+            tail = output()[-TAIL_CHARS:]
+            raise GenpipeError(
+                f"[host {host}] stage {stage}: {cause}; last lines:\n{tail}"
+            ) from None
         text = output()
     get_run_logger().info("%s", text[-TAIL_CHARS:])
     return "ran" if ran else "skipped"
@@ -212,34 +208,22 @@ def _captured() -> Iterator[Callable[[], str]]:
             os.close(saved[0]), os.close(saved[1])
 
 
-@task(task_run_name="push outputs of {stage}", cache_policy=NO_CACHE)
-def push_outputs(ws: Path, stage: str) -> None:
-    from genpipe import share
-
-    share.push(ws, [stage])
-
-
 @flow(name="genpipe-stage", log_prints=True)
 def genpipe_stage(
     stage: str, commit: str, params: str, lock: str, pipeline_run_id: str
 ) -> dict[str, str]:
     """Run one stage of the commit in the working directory (the commit's folder); push it."""
+    from genpipe import share
     from genpipe.settings import get_settings
 
-    folder, host = Path.cwd(), get_settings().host
-    if folder.name != commit:
-        raise GenpipeError(f"the working directory {folder} is not commit {commit}'s folder")
+    folder, host = Path.cwd(), get_settings().host  # the pull step's commit folder
     path = os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")])
     with workspace(folder) as ws:
         os.chdir(ws)  # DVC reads stage names from here; this process runs only this stage
         configure(ws, params, lock)
         pull_inputs(ws, stage)
-        try:
-            outcome = reproduce(
-                ws, stage, {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
-            )
-        except GenpipeError as exc:
-            raise GenpipeError(f"[host {host}] stage {stage}: {exc}") from None
-        push_outputs(ws, stage)
+        env = {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
+        outcome = reproduce(ws, stage, env, host)
+        share.push(ws, [stage])  # outputs, then the run record
     print(f"stage {stage} {outcome} on {host} in {ws}")
     return {"stage": stage, "host": host, "outcome": outcome}

@@ -1,11 +1,6 @@
-"""`python -m pipelines.worker --pool genpipe-gpu` (`make worker POOL=genpipe-gpu`): a worker host.
-
-A worker needs a checkout with the venv (`make install`; the code a stage runs is the flow run's
-commit, pipelines.stage_flow) and the addresses `make -s services-env` prints on the services host:
-PREFECT_API_URL, MLFLOW_TRACKING_URI, GENPIPE_DVC_REMOTE_URL (+ _KEYFILE, GENPIPE_SSH_KNOWN_HOSTS).
-This checks them and the servers, then becomes `prefect worker start` with heartbeats on (the
-zombie automation), GIT_SSH_COMMAND for the fetches, and GENPIPE_CPU_SHARE = `--limit` (the stage
-runs that share this host's cores). Run it under a supervisor that stops its whole process group.
+"""`python -m pipelines.worker --pool P` (`make worker POOL=P`): checks the addresses `make -s
+services-env` prints and the servers, then becomes `prefect worker start` with heartbeats on,
+the team's git key, and GENPIPE_CPU_SHARE = `--limit` (the stage runs sharing this host's cores).
 """
 
 from __future__ import annotations
@@ -19,8 +14,6 @@ from pathlib import Path
 
 from genpipe.errors import GenpipeError
 
-REQUIRED = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
-
 
 def worker_env(
     environ: Mapping[str, str], heartbeat: int, poll: float, limit: int
@@ -28,9 +21,8 @@ def worker_env(
     """The environment `prefect worker start` runs with (and passes to every stage run)."""
     from pipelines.code_remote import git_env
 
-    missing = [v for v in REQUIRED if not environ.get(v)]
-    if not environ.get("GENPIPE_DVC_REMOTE_URL"):
-        missing.append("GENPIPE_DVC_REMOTE_URL")
+    needed = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "GENPIPE_DVC_REMOTE_URL")
+    missing = [v for v in needed if not environ.get(v)]
     if missing:
         raise GenpipeError(
             f"missing {', '.join(missing)}: a worker needs the addresses of the Prefect API, "
@@ -51,21 +43,19 @@ def worker_env(
 
 def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> None:
     """The Prefect API and MLflow answer, and the pool exists (`make deploy-stages` makes it)."""
+    # fmt: off
     from genpipe.services.servers import http_probe
 
     api, mlflow = env["PREFECT_API_URL"].rstrip("/"), env["MLFLOW_TRACKING_URI"].rstrip("/")
     if not mlflow.startswith("http"):
-        raise GenpipeError(
-            f"MLFLOW_TRACKING_URI={mlflow}: a worker logs to the team's MLflow server"
-        )
+        raise GenpipeError(f"MLFLOW_TRACKING_URI={mlflow}: a worker logs to the team's MLflow server")
     for name, url in (("the Prefect API", f"{api}/health"), ("MLflow", f"{mlflow}/health")):
         if (problem := http_probe(url, timeout)) is not None:
             raise GenpipeError(f"{name} does not answer: {problem}")
     if (problem := http_probe(f"{api}/work_pools/{pool}", timeout)) is not None:
-        raise GenpipeError(
-            f"work pool {pool!r} not found on {api} ({problem}): run `make deploy-stages` "
-            "once on a machine with the project, then start the worker again"
-        )
+        raise GenpipeError(f"work pool {pool!r} not found on {api} ({problem}): run `make "
+                           "deploy-stages` once on a machine with the project, then start again")
+    # fmt: on
 
 
 def main(argv: list[str] | None = None) -> int:
