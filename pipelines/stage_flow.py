@@ -55,10 +55,10 @@ def commit_checkout(repository: str, commit: str) -> dict[str, str]:
             if not _git(*has, check=False):
                 raise GenpipeError(f"commit {commit} is not on {repository}: push it first")
             _install(mirror, folder, commit)
-        os.utime(folder)  # the most recently used
-        keep = _kept(folder / "ws0" / "params.yaml")
+        os.utime(folder)  # the most recently used; `make worker` says how many stay
+        keep = int(os.environ.get("GENPIPE_WORKER_COMMITS_KEPT") or 0) or None
         for old in sorted(folder.parent.iterdir(), key=lambda p: -p.stat().st_mtime)[keep:]:
-            if _unused(old):
+            if keep and _unused(old):
                 shutil.rmtree(old, ignore_errors=True)
         _git("--git-dir", mirror, "worktree", "prune")
     return {"directory": str(folder)}
@@ -83,12 +83,6 @@ def _install(mirror: Path, folder: Path, commit: str) -> None:
     if done.returncode != 0:
         raise GenpipeError(f"installing commit {commit} failed:\n{done.stderr[-3000:]}")
     venv.rename(folder / "venv")  # the mark of a finished commit folder
-
-
-def _kept(params: Path) -> int:
-    from genpipe.config import load_params
-
-    return load_params(params).orchestration.worker_commits_kept
 
 
 def _unused(folder: Path) -> bool:

@@ -11,13 +11,12 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from genpipe.errors import GenpipeError
 
 
-def worker_env(
-    environ: Mapping[str, str], heartbeat: int, poll: float, limit: int
-) -> dict[str, str]:
+def worker_env(environ: Mapping[str, str], config: Any, limit: int) -> dict[str, str]:
     """The environment `prefect worker start` runs with (and passes to every stage run)."""
     from pipelines.code_remote import git_env
 
@@ -35,8 +34,9 @@ def worker_env(
     return {
         **git_env(environ),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
-        "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(config.heartbeat_seconds),
+        "PREFECT_WORKER_QUERY_SECONDS": f"{config.worker_poll_seconds:g}",
+        "GENPIPE_WORKER_COMMITS_KEPT": str(config.worker_commits_kept),
         "GENPIPE_CPU_SHARE": environ.get("GENPIPE_CPU_SHARE", str(limit)),
     }
 
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_params(project_root() / "params.yaml").orchestration
         if args.pool not in config.remote_pools():
             print(f"warning: orchestration.pools sends no stage to {args.pool!r}", file=sys.stderr)
-        env = worker_env(
-            os.environ, config.heartbeat_seconds, config.worker_poll_seconds, args.limit
-        )
+        env = worker_env(os.environ, config, args.limit)
         check_servers(env, args.pool)
     except GenpipeError as exc:
         print(f"genpipe worker: error: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from genpipe.config import load_params
 from pipelines.worker import worker_env
 from tests.conftest import copy_project, venv_bin
 from tests.pipelines.conftest import HERE, prefect_server, stop_group
@@ -105,7 +106,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         done = subprocess.run([sys.executable, "-m", "pipelines.deploy"], cwd=team.project,
                               env=team.env(), capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        env = worker_env({**team.env(), "GENPIPE_DVC_REMOTE_URL": str(remote)}, 30, 1, 2)
+        config = load_params(team.project / "params.yaml").orchestration
+        env = worker_env({**team.env(), "GENPIPE_DVC_REMOTE_URL": str(remote)}, config, 2)
         env["XDG_CACHE_HOME"] = str(root / "worker-cache")
         worker = subprocess.Popen(
             [venv_bin() / "prefect", "worker", "start", "--pool", "genpipe-gpu", "--name",

@@ -5,7 +5,7 @@ No stage reads this section, so changing it reruns nothing. The stage graph itse
 dvc.yaml; keys here name dvc.yaml stages. `pools` maps a stage to the Prefect work pool whose
 workers run it (`local`: the flow's own process, the controller); with `dispatch` off every stage
 runs locally whatever the map says. prefect.yaml declares a `genpipe-stage` deployment per pool
-(tests/pipelines/test_deployments.py checks the two agree).
+(tests/pipelines/test_orchestration.py checks the two agree).
 """
 
 from __future__ import annotations
