@@ -12,6 +12,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # `make flow` without a server starts a temporary Prefect API; its first start creates its
 # database, which takes longer than Prefect's 20 s default on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+# A team server under load answers an occasional 500 (its database pool is busy): clients retry it.
+export PREFECT_CLIENT_RETRY_EXTRA_CODES ?= 500
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200

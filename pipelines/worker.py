@@ -38,6 +38,7 @@ def worker_env(environ: Mapping[str, str], config: Any, limit: int) -> dict[str,
         "PREFECT_WORKER_QUERY_SECONDS": f"{config.worker_poll_seconds:g}",
         "GENPIPE_WORKER_COMMITS_KEPT": str(config.worker_commits_kept),
         "GENPIPE_CPU_SHARE": environ.get("GENPIPE_CPU_SHARE", str(limit)),
+        "PREFECT_CLIENT_RETRY_EXTRA_CODES": environ.get("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500"),
     }
 
 

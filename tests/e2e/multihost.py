@@ -70,6 +70,7 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
             "HOME": str(home),
             "OMP_NUM_THREADS": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",  # as the Makefile exports
             "PREFECT_HOME": str(home / "prefect"),
             "PYTHONUNBUFFERED": "1",
         }
