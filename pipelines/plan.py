@@ -119,9 +119,10 @@ def make_plan(
     with repo:
         applied = apply_overrides(project / "params.yaml", overrides, check)
         params = load_params(project / "params.yaml")
-        if not applied:
+        if applied:
+            repo._reset()  # DVC read the params before the overrides
+        else:
             check(params)
-        repo._reset()  # the params DVC read before the overrides
         try:
             status = repo.status()
         except Exception as exc:
