@@ -22,14 +22,6 @@ FINAL = ["Completed", "Failed", "Crashed", "Cancelled", "Cancelling"]
 NO_WORKER = "NoWorker"  # the name of the state a run no worker took ends in
 
 
-def declared_pools(project: Path) -> set[str]:
-    """Every work pool a deployment in prefect.yaml names."""
-    import yaml
-
-    spec = yaml.safe_load((project / "prefect.yaml").read_text())
-    return {d["work_pool"]["name"] for d in spec["deployments"]}
-
-
 def expected_automations(config: OrchestrationConfig) -> list[Any]:
     """The automations of these params (Prefect's Automation objects, not yet created)."""
     from prefect.automations import Automation
@@ -73,23 +65,22 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
 
 def same_automation(found: Any, wanted: Any) -> bool:
     """Equal but for the ids the server gives triggers and automations."""
-
-    def dump(a: Any) -> Any:
-        return a.trigger.model_dump(exclude={"id"}), [action.model_dump() for action in a.actions]
-
-    return dump(found) == dump(wanted)
+    a, b = ((x.trigger.model_dump(exclude={"id"}), [y.model_dump() for y in x.actions]) for x in (found, wanted))  # fmt: skip
+    return a == b
 
 
 def deploy(project: Path, config: OrchestrationConfig) -> list[str]:
     """Pools, `prefect deploy --all`, automations, on the server PREFECT_API_URL names."""
+    import yaml
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
+    spec = yaml.safe_load((project / "prefect.yaml").read_text())
     made = []
     with get_client(sync_client=True) as client:
-        for pool in sorted(declared_pools(project)):
+        for pool in sorted({d["work_pool"]["name"] for d in spec["deployments"]}):
             try:
                 client.read_work_pool(pool)
             except ObjectNotFound:

@@ -1,6 +1,7 @@
-"""One stage in a checkout, DVC deciding: `settle` does through DVC's API what `dvc repro` would
-unless that means running the command; `run` runs it in its own process group (a timeout stops
-the command too). DVC locks its repo only to hash and write dvc.lock: stages run at once."""
+"""One stage in a checkout, through DVC's Python API in this process: `settle` does what `dvc repro`
+would unless that means running the command; `run` runs it as `dvc repro` does, the command in
+its own process group (a timeout stops it too). DVC locks its repo only to hash and write
+dvc.lock, and its read/write lock guards each stage's paths: stages run at once."""
 
 from __future__ import annotations
 
@@ -94,43 +95,53 @@ def fetch_run_records(repo: Any, stage: Any) -> None:
             odb.fs.get_file(path, str(local / odb.fs.name(path)))
 
 
-def run(project: Path, stage: str, env: Mapping[str, str], timeout: float) -> StageResult:
-    """`dvc repro` of one stage; StageFailed on a non-zero exit or after `timeout` seconds. Any
-    way out (a timeout, a signal ending the flow run) stops the stage's whole process group."""
+def run(project: Path, name: str, env: Mapping[str, str], timeout: float) -> StageResult:
+    """Run one stage as `dvc repro` does (DVC's `Stage.run`: its locks, then save, commit, dump),
+    but its command in its own process group with its output captured; StageFailed on a non-zero
+    exit or after `timeout` seconds. Any way out stops the command's whole group."""
+    from dvc.repo import Repo, lock_repo
+    from dvc.stage.decorators import rwlocked, unlocked_repo
+    from dvc.stage.run import prepare_kwargs
+
     started = time.time()
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
-         "--no-run-cache", stage],
-        cwd=project,
-        env={**os.environ, "PATH": path, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        output = _stop_group(proc)
-        raise StageFailed(
-            stage,
-            f"stage '{stage}' timed out after {timeout:g} s and was stopped; raise its "
-            f"timeout (-S '++orchestration.timeouts.{stage}=SECONDS', or in params.yaml) or "
-            f"shrink its params.\n{output[-TAIL_CHARS:]}",
-            output,
-        ) from None
-    except BaseException:
-        _stop_group(proc, grace_seconds=5.0)
-        raise
-    if proc.returncode != 0:
-        raise StageFailed(
-            stage,
-            f"stage '{stage}' failed (`dvc repro` exit {proc.returncode}) in {project}; "
-            f"last lines of its output:\n{output[-TAIL_CHARS:]}",
-            output,
-        )
-    return StageResult(stage, "ran", started, time.time(), output)
+    with Repo(str(project), _wait_for_lock=True) as repo, lock_repo(repo):
+        [stage] = repo.stage.collect(name)
+        stage.remove_outs(ignore_remove=False, force=False)
+        stage.save_deps()
+        kwargs = prepare_kwargs(stage, run_env={"PATH": path, **env})
+        commands = rwlocked(read=["deps"], write=["outs"])(unlocked_repo(_commands))
+        output = commands(stage, kwargs, time.monotonic() + timeout, timeout)
+        # a stage with a non-metric `cache: false` output is never run-cached (DVC's rule)
+        uncached = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
+        stage.save(run_cache=not uncached)
+        stage.commit()
+        stage.dump(update_pipeline=False)
+    return StageResult(name, "ran", started, time.time(), output)
+
+
+def _commands(stage: Any, kwargs: dict[str, Any], deadline: float, timeout: float) -> str:
+    from dvc.stage.run import _make_cmd, get_executable
+
+    name, output = stage.addressing, ""
+    for cmd in stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines():
+        proc = subprocess.Popen(_make_cmd(get_executable(), cmd), **kwargs, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            output += proc.communicate(timeout=max(0.0, deadline - time.monotonic()))[0]
+        except subprocess.TimeoutExpired:
+            output += _stop_group(proc)
+            raise StageFailed(name, f"stage '{name}' timed out after {timeout:g} s and was "
+                              f"stopped; raise its timeout (-S '++orchestration.timeouts.{name}"
+                              f"=SECONDS', or in params.yaml) or shrink its params.\n"
+                              f"{output[-TAIL_CHARS:]}", output) from None  # fmt: skip
+        except BaseException:
+            _stop_group(proc, grace_seconds=5.0)
+            raise
+        if proc.returncode != 0:
+            raise StageFailed(name, f"stage '{name}' failed (`{cmd}` exit {proc.returncode}); "
+                              f"last lines of its output:\n{output[-TAIL_CHARS:]}", output)  # fmt: skip
+    return output
 
 
 def _stop_group(proc: subprocess.Popen[str], grace_seconds: float = 10.0) -> str:

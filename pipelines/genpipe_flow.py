@@ -71,8 +71,9 @@ def local_stage(
     """One stage in this checkout; `share`: push its outputs for the workers downstream."""
     result = skipped_by_plan(stage, upstream, plan)
     if result is None:
-        started = time.time()
-        outcome = dvc_stage.settle(project, stage)
+        started = time.time()  # an always_changed stage always runs: nothing to settle
+        always = "always changed" in plan.stale.get(stage, ())
+        outcome = None if always else dvc_stage.settle(project, stage)
         if outcome is not None:
             result = StageResult(stage, outcome, started, time.time())
         else:
