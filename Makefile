@@ -12,6 +12,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # `make flow` without a server starts a temporary Prefect API; its first start creates its
 # database, which takes longer than Prefect's 20 s default on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+# A team server under load answers an occasional 500 (its database pool is busy): clients retry it.
+export PREFECT_CLIENT_RETRY_EXTRA_CODES ?= 500
 export PATH := $(BIN):$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
@@ -87,7 +89,7 @@ mlflow-server: $(STAMP)
 ## PLOTS_ARGS="diff main" compares with a revision, as `dvc plots diff main`.
 PLOTS_ARGS ?= show
 plots: $(STAMP)
-	$(BIN)/python -m pipelines.offline_plots $(PLOTS_ARGS)
+	$(BIN)/python -m genpipe.plots $(PLOTS_ARGS)
 
 ## docs/results.md and docs/benchmarks.md, rendered from the committed records in docs/records/
 ## (tests/test_docs.py fails when a committed page differs from what this renders).
@@ -185,15 +187,16 @@ verdict-seeds: $(STAMP)
 prefect-server: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-## The process work pool the deployments in prefect.yaml use; one flow run at a time, because two
+## The process work pool the pipeline deployments use; one flow run at a time, because two
 ## runs on one checkout would collide on DVC's locks.
 prefect-pool: $(STAMP)
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create $(PREFECT_POOL) --type process --overwrite
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool set-concurrency-limit $(PREFECT_POOL) 1
 
-## Register the deployments of prefect.yaml (genpipe, and genpipe-weekly, paused).
+## Every deployment of prefect.yaml (genpipe, genpipe-weekly paused, genpipe-stage/<pool>), the work
+## pools it names and the automations of orchestration: in params.yaml (pipelines/deploy.py).
 prefect-deploy: $(STAMP)
-	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m pipelines.deploy
 
 ## A worker that runs flow runs from the pool (foreground).
 prefect-worker: $(STAMP)
@@ -206,27 +209,29 @@ prefect-run: $(STAMP)
 # --- Several machines (pipelines/dispatch.py, `orchestration:` in params.yaml): the flow sends
 # stages to Prefect workers on other hosts; data moves through the DVC remote. The Prefect, MLflow
 # and DVC-remote addresses come from the environment: eval "$$(make -s services-env)" on the
-# services host, or the same variables set by hand on a worker.
+# services host, or the same variables set by hand on a worker (PREFECT_API_URL included).
 POOL ?= genpipe-gpu
 WORKER_LIMIT ?= 1
 
 .PHONY: deploy-stages worker push-code flow-dispatch
 
-## The work pools, a genpipe-stage deployment per pool and the zombie automation, on $$PREFECT_API_URL.
+## prefect.yaml's deployments, their work pools and the automations, on $$PREFECT_API_URL.
 deploy-stages: $(STAMP)
-	$(BIN)/python -m pipelines.deploy_stages
+	$(BIN)/python -m pipelines.deploy
 
 ## A worker of POOL on this host, WORKER_LIMIT stages at a time: make worker POOL=genpipe-gpu
 worker: $(STAMP)
 	$(BIN)/python -m pipelines.worker --pool $(POOL) --limit $(WORKER_LIMIT)
 
-## Push HEAD to orchestration.git_remote, where workers clone a flow run's commit from.
+## Push HEAD to orchestration.git_remote, where workers fetch a flow run's commit from.
 push-code: $(STAMP)
-	$(BIN)/python -m pipelines.code_remote push
+	$(BIN)/python -m pipelines.code_remote
 
-## One flow run that dispatches every stage to its pool: make flow-dispatch FLOW_ARGS="-S vae.epochs=5"
+## One flow run that dispatches every stage to its pool, then shares the controller's results:
+## make flow-dispatch FLOW_ARGS="-S vae.epochs=5"
 flow-dispatch: $(STAMP)
 	$(BIN)/python -m pipelines --dispatch $(FLOW_ARGS)
+	$(MAKE) --no-print-directory share
 
 # --- Data-parallel training on several machines (README: "Data-parallel training"). Node 0 runs
 # `dvc repro`; every other node joins with the same stage command (read from dvc.yaml) and its

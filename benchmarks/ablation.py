@@ -48,7 +48,7 @@ def score(
 
 
 def main() -> None:
-    from pipelines.params_overrides import apply_overrides
+    from genpipe.overrides import apply_overrides
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--family", choices=["vae", "gan"], required=True)

@@ -43,8 +43,8 @@ def mnist_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def preset_params(preset: Path, workdir: Path, mnist: Path) -> Path:
     """params.yaml with the preset's overrides applied (the way the flow applies them)."""
     from genpipe.config import load_params
+    from genpipe.overrides import apply_overrides
     from pipelines.genpipe_flow import read_preset
-    from pipelines.params_overrides import apply_overrides
 
     path = workdir / "params.yaml"
     shutil.copy(REPO / "params.yaml", path)

@@ -1,22 +1,24 @@
 """The digits pipeline on one host against the same run dispatched to two workers, side by side.
 
-    .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats 1]   (root: namespace hosts)
+    .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats 1] [--stress N]   (root)
 
 Hosts are network namespaces (tests/netns.py): `ctl` runs the team services and is the
 controller; `worker-a` (pools genpipe-gpu and genpipe-cpu) and `worker-b` (genpipe-gpu) run
-`python -m pipelines.worker`, as in tests/e2e/test_multihost.py. The stage placement is the
-tests' (tests.e2e.multihost.TEST_POOLS): data stages, decide and register on the controller, the
-three trainings and evaluate on workers. Each repeat runs, on fresh checkouts of the same commit
-and params (the registered model prefix differs, so neither run scores the other's champion; the
-seeds change per repeat, so no repeat restores the last one from the team's run-cache):
+`python -m pipelines.worker`, as in tests/e2e/test_multihost.py, with the tests' placement
+(tests.e2e.multihost.TEST_POOLS): data stages, decide and register on the controller, the three
+trainings and evaluate on workers. The workers are warm: each has fetched and installed the
+commit once before the measured runs (that one-off cost is printed too). Each repeat runs, on
+fresh checkouts of the same commit and params (another registered model prefix, so neither run
+scores the other's champion; new seeds, so no repeat restores the last one from the run-cache):
 - single: `python -m pipelines` on ctl, every stage local (against the same servers);
 - multi:  the same flow with dispatch on.
-Every host is the same 2-core machine, so the multi-host run cannot be faster here: the
-comparison measures what dispatch costs. The per-stage dispatch overhead of a dispatched stage
-is its task's wall time minus its `dvc repro` on the worker: snapshot (push upstream outputs,
-read dvc.lock), queue (until a worker takes it), the child's start (engine, clone) and setup,
-pull, push, and the controller's accept. Its share of a digits run is the overhead on the
-critical path (the chain of stages that finished last) over the single-host run's wall time.
+Every host shares this machine's cores, so the dispatched run cannot be faster here: the
+comparison measures what dispatch costs. A dispatched stage's overhead is its task's wall time
+minus the `dvc repro` task of its run on the worker (read from Prefect); a local stage that feeds
+a worker adds the push of its outputs. The overhead on the critical path (the chain of stages
+that finished last) is compared with the single-host run's wall time. `--stress N` runs N
+busy processes (niced) through the dispatched run: a measurement under load. Load averages are
+printed before and after each run.
 """
 
 from __future__ import annotations
@@ -29,19 +31,38 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.e2e.multihost import PYTHON, Team, bring_up, start_team  # noqa: E402
-from tests.netns import NetnsLab  # noqa: E402
+from tests.e2e.multihost import PYTHON, Team, bring_up, stage_flow_runs, start_team
+from tests.netns import NetnsLab
 
 WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
-OVERHEAD_KEYS = ("snapshot", "queue", "child_start", "setup", "pull", "push", "accept")
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def warm_workers(team: Team) -> dict[str, float]:
+    """Each worker host fetches and installs the commit (the pull step a first run pays)."""
+    commit = subprocess.run(["git", "-C", str(team.project), "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    code = (
+        "from pipelines.stage_flow import commit_checkout\n"
+        f"commit_checkout({team.client['GENPIPE_CODE_REMOTE_URL']!r}, {commit!r})\n"
+    )
+    seconds = {}
+    for host in WORKERS:
+        from pipelines.code_remote import git_env
+
+        started = time.monotonic()
+        team.lab[host].run([PYTHON, "-c", code], env=git_env(team.host_env(host)), timeout=900)
+        seconds[host] = time.monotonic() - started
+    return seconds
 
 
 def single_checkout(team: Team, name: str, seed: int) -> Path:
@@ -60,19 +81,26 @@ def single_checkout(team: Team, name: str, seed: int) -> Path:
 def run_single(team: Team, name: str, seed: int) -> float:
     project = single_checkout(team, name, seed)
     started = time.monotonic()
-    done = team.ctl.run(
-        [PYTHON, "-m", "pipelines"],
-        env=team.ctl_env(),
-        cwd=project,
-        timeout=7200,
-        check=False,
-    )
-    seconds = time.monotonic() - started
+    done = team.ctl.run([PYTHON, "-m", "pipelines"], env=team.ctl_env(), cwd=project,
+                        timeout=7200, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return seconds
+    return time.monotonic() - started
 
 
-def run_multi(team: Team, name: str, seed: int) -> tuple[float, dict[str, Any]]:
+@contextmanager
+def stress(n: int):
+    """N busy processes, niced, for the duration (a machine under load)."""
+    hogs = [subprocess.Popen(["nice", "-n", "5", sys.executable, "-c", "while True: pass"])
+            for _ in range(n)]  # fmt: skip
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def run_multi(team: Team, name: str, seed: int, hogs: int) -> tuple[float, dict[str, Any]]:
     """The dispatched run, in the controller's checkout reset to a fresh state."""
     project = team.project
     for path in ("data", ".dvc/cache", "dvc.lock", ".genpipe"):
@@ -82,30 +110,45 @@ def run_multi(team: Team, name: str, seed: int) -> tuple[float, dict[str, Any]]:
         else:
             target.unlink(missing_ok=True)
     subprocess.run(["git", "-C", str(project), "checkout", "-q", "--", "."], check=True)
-    started = time.monotonic()
-    proc = team.run_flow(
-        f"register.model_name_prefix={name}",
-        f"train.seed={seed}",  # a new seed per repeat: the team's run-cache holds the last one
-        f"evaluator.seed={seed}",
-        log_name=name,
-    )
-    code, result, log = team.flow_result(proc, log_name=name, timeout=7200)
-    seconds = time.monotonic() - started
+    with stress(hogs):
+        started = time.monotonic()
+        proc = team.run_flow(f"register.model_name_prefix={name}", f"train.seed={seed}",
+                             f"evaluator.seed={seed}", log_name=name)  # fmt: skip
+        code, result, log = team.flow_result(proc, log_name=name, timeout=7200)
+        seconds = time.monotonic() - started
     assert code == 0 and result is not None, log[-5000:]
     return seconds, result
 
 
-def overheads(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per dispatched stage: its phases and overhead (task wall minus its `dvc repro`)."""
+def repro_seconds(team: Team, run_id: str) -> dict[str, float]:
+    """Per dispatched stage: the `dvc repro` task of its completed run on the worker."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found = {}
+    with team.prefect() as client:
+        for run in stage_flow_runs(team):
+            if run_id[:8] not in run.name or not run.state.is_completed():
+                continue
+            stage = run.name.split(" ")[0]
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            [repro] = [t for t in tasks if t.name.startswith("dvc repro")]
+            found[stage] = (repro.end_time - repro.start_time).total_seconds()
+    return found
+
+
+def overheads(result: dict[str, Any], repro: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per stage that dispatch touched: its phases and its overhead."""
     found = {}
     for stage, info in result["stages"].items():
         t = info.get("timings") or {}
-        if not t:
-            continue
-        child_start = t["child"] - t["setup"] - t["pull"] - t["repro"] - t["push"]
-        phases = {**{k: t.get(k, 0.0) for k in OVERHEAD_KEYS}, "child_start": child_start}
-        found[stage] = {**phases, "repro": t["repro"], "total": t["total"]}
-        found[stage]["overhead"] = t["total"] - t["repro"]
+        if "share" in t:  # a local stage whose outputs a worker reads
+            found[stage] = {"share": t["share"], "overhead": t["share"]}
+        elif "total" in t:
+            on_worker = t["child"] - repro[stage]
+            found[stage] = {**t, "repro": repro[stage], "worker": on_worker,
+                            "overhead": t["total"] - repro[stage]}  # fmt: skip
     return found
 
 
@@ -122,6 +165,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="tests' tiny params (a quick check)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--stress", type=int, default=0, help="busy processes during the dispatch")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--report", type=Path, nargs="+", help="only print saved run-N.json files")
     args = ap.parse_args()
@@ -129,7 +173,7 @@ def main() -> None:
         report([json.loads(p.read_text()) for p in args.report])
         return
     root = Path(tempfile.mkdtemp(prefix="gp-bench-mh-"))
-    print(f"work folder {root}; load average {os.getloadavg()}", flush=True)
+    print(f"work folder {root}; {load()}", flush=True)
     runs: list[dict[str, Any]] = []
     with NetnsLab(["ctl", *WORKERS]) as lab:
         team = start_team(lab, root, tiny=args.tiny)
@@ -141,22 +185,26 @@ def main() -> None:
                     team.start_worker(host, pool)
             team.wait_workers()
             print(f"services, deployments and workers up in {time.monotonic() - t0:.0f} s")
+            warm = warm_workers(team)
+            print("first fetch + install of the commit per worker (once per commit): "
+                  + ", ".join(f"{h} {s:.1f} s" for h, s in warm.items()), flush=True)  # fmt: skip
             from dvc.repo import Repo
 
-            from pipelines.dvc_plan import read_graph
+            from pipelines.plan import read_graph
 
+            os.chdir(team.project)  # DVC's API reads stage names from the project folder
             with Repo(str(team.project)) as repo:
                 upstream = {s: list(u) for s, u in read_graph(repo).upstream.items()}
             for i in range(args.repeats):
+                print(f"[{i}] {load()}", flush=True)
                 single = run_single(team, f"bench-single-{i}", seed=100 + i)
-                print(f"[{i}] single host: {single:.1f} s", flush=True)
-                multi, result = run_multi(team, f"bench-multi-{i}", seed=100 + i)
-                print(f"[{i}] dispatched:  {multi:.1f} s", flush=True)
-                runs.append(
-                    {"single": single, "multi": multi, "result": result, "upstream": upstream}
-                )
-                saved = root / f"run-{i}.json"
-                saved.write_text(json.dumps(runs[-1]))  # `--report FILE` prints it again
+                print(f"[{i}] single host: {single:.1f} s; {load()}", flush=True)
+                multi, result = run_multi(team, f"bench-multi-{i}", 100 + i, args.stress)
+                print(f"[{i}] dispatched:  {multi:.1f} s; {load()}", flush=True)
+                runs.append({"single": single, "multi": multi, "result": result,
+                             "upstream": upstream, "stress": args.stress,
+                             "repro": repro_seconds(team, result["pipeline_run_id"])})  # fmt: skip
+                (root / f"run-{i}.json").write_text(json.dumps(runs[-1]))
         finally:
             team.close()
     report(runs)
@@ -170,23 +218,33 @@ def main() -> None:
 def report(runs: list[dict[str, Any]]) -> None:
     for i, run in enumerate(runs):
         result, single, multi = run["result"], run["single"], run["multi"]
-        per = overheads(result)
+        per = overheads(result, run["repro"])
         hosts = {s: v["host"] or "ctl" for s, v in result["stages"].items()}
-        print(f"\n== repeat {i}: single {single:.1f} s, dispatched {multi:.1f} s "
-              f"({multi / single:.2f}x)")  # fmt: skip
-        cols = ["stage", "host", "repro", *OVERHEAD_KEYS, "overhead", "total"]
-        print(" | ".join(f"{c:>11}" for c in cols))
+        print(f"\n== repeat {i} ({run['stress']} busy processes during the dispatch): single "
+              f"{single:.1f} s, dispatched {multi:.1f} s ({multi / single:.2f}x)")  # fmt: skip
+        cols = [
+            "stage",
+            "host",
+            "repro",
+            "settle",
+            "queue",
+            "worker",
+            "accept",
+            "share",
+            "overhead",
+        ]
+        print(" | ".join(f"{c:>15}" for c in cols))
         for stage, t in per.items():
-            row = [stage, hosts[stage], *(f"{t[k]:.1f}" for k in cols[2:])]
-            print(" | ".join(f"{c:>11}" for c in row))
-        mean = sum(t["overhead"] for t in per.values()) / max(1, len(per))
+            row = [stage, hosts[stage], *(f"{t[k]:.1f}" if k in t else "-" for k in cols[2:])]
+            print(" | ".join(f"{c:>15}" for c in row))
+        dispatched = [t["overhead"] for t in per.values() if "repro" in t]
+        mean = sum(dispatched) / max(1, len(dispatched))
         chain = critical_chain(result, run["upstream"])
-        assert chain[0] == "download", f"the chain must reach the first stage: {chain}"
         on_path = sum(per[s]["overhead"] for s in chain if s in per)
-        print(f"mean overhead per dispatched stage: {mean:.1f} s")
+        print(f"mean overhead per dispatched stage (warm workers): {mean:.1f} s (goal <= 5 s)")
         print(f"critical chain: {' -> '.join(chain)}")
         print(f"dispatch overhead on it: {on_path:.1f} s = {100 * on_path / single:.1f}% of the "
-              f"single-host run (goal <= 10%)")  # fmt: skip
+              f"single-host run (goal <= 5%)")  # fmt: skip
 
 
 if __name__ == "__main__":

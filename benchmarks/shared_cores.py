@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.evaluate_budget import build_inputs, store_env
-from pipelines.params_overrides import apply_overrides
+from genpipe.overrides import apply_overrides
 from tests.conftest import copy_project
 
 BIN = Path(sys.executable).parent

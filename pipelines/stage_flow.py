@@ -1,88 +1,223 @@
-"""The `genpipe-stage` flow: one DVC stage, run by a worker of a work pool, in a clone of the
-flow run's commit. The `genpipe-pipeline` flow dispatches it (pipelines/dispatch.py); it is
-deployed once per work pool by pipelines/deploy_stages.py.
+"""A dispatched stage on a worker: the pull step `commit_checkout`, then the `genpipe-stage` flow.
 
-This module imports only Prefect at the top: the flow puts the clone's code first on sys.path
-before anything of genpipe is imported, so the worker's own checkout never runs a stage.
+The pull step keeps each commit in the worker's cache once: a mirror, `git worktree`s (one per
+stage run at a time) and the commit's genpipe installed (no dependencies) into a venv reusing the
+worker's packages, so a stage command runs the commit's code. The flow runs the stage in one
+process with DVC's API: pull the inputs, reproduce, push the outputs then the run record.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
+import os
+import shutil
+import subprocess
 import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from prefect import flow
+from filelock import FileLock, Timeout
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-FLOW_NAME = "genpipe-stage"
-RESULT_KEY = "genpipe-stage-result"  # the artifact the controller reads the result from
+from genpipe.errors import GenpipeError
 
-
-def use_clone(clone: Path) -> None:
-    """Import genpipe and pipelines from the clone; fail if genpipe came from elsewhere."""
-    for path in (str(clone / "src"), str(clone)):
-        if path in sys.path:
-            sys.path.remove(path)
-        sys.path.insert(0, path)
-    import genpipe
-
-    if not Path(genpipe.__file__).resolve().is_relative_to(clone.resolve()):
-        raise RuntimeError(
-            f"this worker imports genpipe from {genpipe.__file__}, not from the clone {clone}"
-        )
+COMMIT_VAR, REMOTE_VAR = "GENPIPE_COMMIT", "GENPIPE_CODE_REMOTE"  # set per run by the controller
 
 
-def render_result(result: dict[str, Any]) -> str:
-    """The result artifact: a line for people, then the JSON the controller parses."""
-    head = (
-        f"stage **{result['stage']}** {result['outcome']} on host **{result['host']}** "
-        f"at commit `{result['commit'][:12]}`"
-    )
-    return f"{head}\n\n```json\n{json.dumps(result)}\n```\n"
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genpipe" / "worker"
 
 
-def parse_result(markdown: str) -> dict[str, Any]:
-    """The JSON block of a result artifact."""
-    start = markdown.index("```json\n") + len("```json\n")
-    return json.loads(markdown[start : markdown.rindex("\n```")])
+def _git(*args: str | Path, check: bool = True) -> bool:
+    done = subprocess.run(["git", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})  # fmt: skip
+    if check and done.returncode != 0:
+        raise GenpipeError(f"`git {' '.join(map(str, args))}` failed: {done.stderr.strip()}")
+    return done.returncode == 0
 
 
-@flow(name=FLOW_NAME, log_prints=True)
+def commit_checkout(repository: str, commit: str) -> dict[str, str]:
+    """Prefect pull step: the commit's folder (fetched, checked out, installed on first use)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    mirror, folder = root / "mirror.git", root / "commits" / commit
+    with FileLock(root / ".lock"):
+        if not (folder / "venv").exists():
+            if not mirror.exists():
+                _git("clone", "--quiet", "--mirror", repository, mirror)
+            has = ("--git-dir", mirror, "cat-file", "-e", f"{commit}^{{commit}}")
+            if not _git(*has, check=False):
+                _git("--git-dir", mirror, "fetch", "--quiet", repository, "+refs/*:refs/*")
+            if not _git(*has, check=False):
+                raise GenpipeError(f"commit {commit} is not on {repository}: push it first")
+            _install(mirror, folder, commit)
+        os.utime(folder)  # the most recently used; `make worker` says how many stay
+        keep = int(os.environ.get("GENPIPE_WORKER_COMMITS_KEPT") or 0) or None
+        for old in sorted(folder.parent.iterdir(), key=lambda p: -p.stat().st_mtime)[keep:]:
+            if keep and _unused(old):
+                shutil.rmtree(old, ignore_errors=True)
+        _git("--git-dir", mirror, "worktree", "prune")
+    return {"directory": str(folder)}
+
+
+def _install(mirror: Path, folder: Path, commit: str) -> None:
+    """ws0 (a worktree of the commit), then a venv with the commit's genpipe installed from it."""
+    shutil.rmtree(folder, ignore_errors=True)  # a half-made folder of a killed run
+    _git("--git-dir", mirror, "worktree", "prune")
+    _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", folder / "ws0", commit)
+    venv = folder / "venv.new"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # the worker venv's packages (torch, dvc...) as a plain path entry: the .pth file there that
+    # installs the worker checkout's own genpipe is not run
+    [site] = (venv / "lib").glob("python*/site-packages")
+    (site / "genpipe-worker-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--quiet", "--no-deps", "--no-build-isolation", "-e", str(folder / "ws0")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise GenpipeError(f"installing commit {commit} failed:\n{done.stderr[-3000:]}")
+    venv.rename(folder / "venv")  # the mark of a finished commit folder
+
+
+def _unused(folder: Path) -> bool:
+    """No stage run holds a workspace of this commit folder."""
+    locks = [FileLock(p) for p in folder.glob("ws*.lock")]
+    try:
+        for lock in locks:
+            lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        return False
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+@contextmanager
+def workspace(folder: Path) -> Iterator[Path]:
+    """A worktree of the folder's commit that no other stage run uses while this one holds it."""
+    for n in itertools.count():
+        ws, lock = folder / f"ws{n}", FileLock(folder / f"ws{n}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            if not ws.exists():
+                mirror = folder.parents[1] / "mirror.git"
+                _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", ws, folder.name)
+            yield ws
+            return
+        finally:
+            lock.release()
+
+
+TAIL_CHARS = 6000
+
+
+def configure(ws: Path, params: str, lock: str) -> None:
+    """The controller's params.yaml and dvc.lock; the DVC remote of the worker's environment
+    (GENPIPE_DVC_REMOTE_URL, _KEYFILE) and the worker's one DVC cache, in .dvc/config.local."""
+    from dvc.config import Config
+
+    (ws / "params.yaml").write_text(params)
+    (ws / "dvc.lock").unlink(missing_ok=True)
+    if lock:  # none when no stage has run yet
+        (ws / "dvc.lock").write_text(lock)
+    with Config(dvc_dir=str(ws / ".dvc")).edit("local") as local:
+        local.setdefault("cache", {})["dir"] = str(cache_root() / "dvc-cache")
+        if url := os.environ.get("GENPIPE_DVC_REMOTE_URL"):
+            key = os.environ.get("GENPIPE_DVC_REMOTE_KEYFILE")
+            local["remote"]["genpipe-worker"] = {"url": url, **({"keyfile": key} if key else {})}
+            local["core"]["remote"] = "genpipe-worker"
+
+
+@task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
+def pull_inputs(ws: Path, stage: str) -> None:
+    """The upstream stages' outputs as the controller's dvc.lock names them; git-tracked ones
+    (metrics, plot tables: `cache: false`) from their objects on the remote too."""
+    from dvc.repo import Repo
+
+    with Repo(str(ws)) as repo:
+        [node] = repo.stage.collect(stage)
+        if upstream := list(repo.index.graph.successors(node)):
+            repo.pull(targets=[u.addressing for u in upstream])
+        for out in (o for u in upstream for o in u.outs if not o.use_cache and o.hash_info):
+            repo.cloud.pull([out.hash_info])
+            shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), out.fs_path)
+
+
+@task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
+def reproduce(ws: Path, stage: str, env: dict[str, str], host: str) -> str:
+    """`dvc repro --single-item stage` through DVC's API; the command's output goes to the log,
+    and into the error when it fails. Any way out stops the command's processes too."""
+    from dvc.repo import Repo
+
+    with Repo(str(ws)) as repo, _captured() as output:
+        try:
+            ran = repo.reproduce(stage, single_item=True, run_env=env)
+        except BaseException as exc:
+            _stop_children()  # e.g. cancelled (past its budget): the worker signals this process
+            if not isinstance(exc, Exception):
+                raise
+            cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
+            tail = output()[-TAIL_CHARS:]
+            raise GenpipeError(
+                f"[host {host}] stage {stage}: {cause}; last lines:\n{tail}"
+            ) from None
+        text = output()
+    get_run_logger().info("%s", text[-TAIL_CHARS:])
+    return "ran" if ran else "skipped"
+
+
+def _stop_children(grace_seconds: float = 10.0) -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    for child in psutil.wait_procs(children, timeout=grace_seconds)[1]:
+        child.kill()
+
+
+@contextmanager
+def _captured() -> Iterator[Callable[[], str]]:
+    """This process's stdout and stderr, so the stage command's, into a temporary file; yields
+    a function that reads what came so far."""
+    with tempfile.TemporaryFile() as sink:
+        fd, saved = sink.fileno(), (os.dup(1), os.dup(2))
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(fd, 1), os.dup2(fd, 2)
+        try:
+            yield lambda: os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
+
+
+@flow(name="genpipe-stage", log_prints=True)
 def genpipe_stage(
-    stage: str,
-    commit: str,
-    overrides: list[str],
-    params_sha256: str,
-    lock: dict[str, Any],
-    pull: list[str],
-    uncached: list[str],
-    pipeline_run_id: str,
-    timeout_seconds: float,
-) -> dict[str, Any]:
-    """Run one stage in this clone; publish its dvc.lock entry and outputs as an artifact."""
-    import os
+    stage: str, commit: str, params: str, lock: str, pipeline_run_id: str
+) -> dict[str, str]:
+    """Run one stage of the commit in the working directory (the commit's folder); push it."""
+    from genpipe import share
+    from genpipe.settings import get_settings
 
-    from prefect.artifacts import create_markdown_artifact
-
-    clone = Path.cwd()
-    use_clone(clone)
-    from pipelines.stage_worker import StageRequest, run
-
-    request = StageRequest(
-        stage=stage,
-        commit=commit,
-        overrides=overrides,
-        params_sha256=params_sha256,
-        lock=lock,
-        pull=pull,
-        uncached=uncached,
-        pipeline_run_id=pipeline_run_id,
-        timeout_seconds=timeout_seconds,
-    )
-    result = run(clone, request, os.environ)
-    print(f"stage {stage}: {result['outcome']} on {result['host']}; phases {result['timings']}")
-    create_markdown_artifact(
-        render_result(result), key=RESULT_KEY, description=f"genpipe stage {stage}"
-    )
-    return result
+    folder, host = Path.cwd(), get_settings().host  # the pull step's commit folder
+    path = os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")])
+    with workspace(folder) as ws:
+        os.chdir(ws)  # DVC reads stage names from here; this process runs only this stage
+        configure(ws, params, lock)
+        pull_inputs(ws, stage)
+        env = {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
+        outcome = reproduce(ws, stage, env, host)
+        share.push(ws, [stage])  # outputs, then the run record
+    print(f"stage {stage} {outcome} on {host} in {ws}")
+    return {"stage": stage, "host": host, "outcome": outcome}

@@ -1,21 +1,6 @@
-"""`python -m pipelines.worker --pool genpipe-gpu` (`make worker POOL=genpipe-gpu`): a worker host.
-
-A worker host needs a checkout with the venv (`make install`: genpipe's dependencies; the code a
-stage runs is cloned per stage at the flow run's commit) and addresses, in the environment:
-PREFECT_API_URL, MLFLOW_TRACKING_URI and GENPIPE_DVC_REMOTE_URL, plus GENPIPE_DVC_REMOTE_KEYFILE
-and GENPIPE_SSH_KNOWN_HOSTS for the team services' sshd (copy the key and known_hosts files from
-the services host). `eval "$(make -s services-env)"` on the services host prints them all.
-
-This checks those, that the Prefect and MLflow servers answer and that the pool exists, then
-replaces itself with `prefect worker start` (one process), with:
-- PREFECT_FLOWS_HEARTBEAT_FREQUENCY = orchestration.heartbeat_seconds, so a stage run sends
-  heartbeats and the zombie automation notices when this host goes silent;
-- PREFECT_WORKER_QUERY_SECONDS = orchestration.worker_poll_seconds;
-- GIT_SSH_COMMAND with the team key (pipelines.code_remote.git_ssh_command) for the clone;
-- `--limit` stage runs at a time (default 1: one stage owns the machine's accelerator and cores),
-  and GENPIPE_CPU_SHARE multiplied by it, so that many stages split the cores (genpipe.cpu).
-Run it under a supervisor that stops the whole process group (systemd: KillMode=control-group):
-a worker that dies alone leaves its stage running unwatched.
+"""`python -m pipelines.worker --pool P` (`make worker POOL=P`): checks the addresses `make -s
+services-env` prints and the servers, then becomes `prefect worker start` with heartbeats on,
+the team's git key, and GENPIPE_CPU_SHARE = `--limit` (the stage runs sharing this host's cores).
 """
 
 from __future__ import annotations
@@ -26,72 +11,53 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from genpipe import cpu
 from genpipe.errors import GenpipeError
 
-REQUIRED = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")
 
-
-class WorkerError(GenpipeError):
-    """The worker cannot start: a missing address, a server that does not answer, no pool."""
-
-
-def worker_env(
-    environ: Mapping[str, str], heartbeat: int, poll: float, limit: int = 1
-) -> dict[str, str]:
+def worker_env(environ: Mapping[str, str], config: Any, limit: int) -> dict[str, str]:
     """The environment `prefect worker start` runs with (and passes to every stage run)."""
     from pipelines.code_remote import git_env
 
-    missing = [v for v in REQUIRED if not environ.get(v)]
-    if not environ.get("GENPIPE_DVC_REMOTE_URL"):
-        missing.append("GENPIPE_DVC_REMOTE_URL")
+    needed = ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "GENPIPE_DVC_REMOTE_URL")
+    missing = [v for v in needed if not environ.get(v)]
     if missing:
-        raise WorkerError(
+        raise GenpipeError(
             f"missing {', '.join(missing)}: a worker needs the addresses of the Prefect API, "
             "the MLflow server and the DVC remote. On the services host, `make -s services-env` "
             "prints them; set them here (eval, or a file you source) and start the worker again"
         )
     for var in ("GENPIPE_DVC_REMOTE_KEYFILE", "GENPIPE_SSH_KNOWN_HOSTS"):
         if environ.get(var) and not Path(environ[var]).is_file():
-            raise WorkerError(f"{var}={environ[var]}: no such file on this host; copy it here")
-    env = git_env(environ)
-    bin_dir = str(Path(sys.executable).parent)
-    env.update(
-        {
-            "PATH": os.pathsep.join([bin_dir, environ.get("PATH", "/usr/bin:/bin")]),
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(heartbeat),
-            "PREFECT_WORKER_QUERY_SECONDS": f"{poll:g}",
-            **cpu.share_env(limit, environ),
-        }
-    )
-    return env
+            raise GenpipeError(f"{var}={environ[var]}: no such file on this host; copy it here")
+    return {
+        **git_env(environ),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(config.heartbeat_seconds),
+        "PREFECT_WORKER_QUERY_SECONDS": f"{config.worker_poll_seconds:g}",
+        "GENPIPE_WORKER_COMMITS_KEPT": str(config.worker_commits_kept),
+        **cpu.share_env(limit, environ),
+        "PREFECT_CLIENT_RETRY_EXTRA_CODES": environ.get("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500"),
+    }
 
 
 def check_servers(env: Mapping[str, str], pool: str, timeout: float = 10.0) -> None:
     """The Prefect API and MLflow answer, and the pool exists (`make deploy-stages` makes it)."""
-    from genpipe.services.servers import http_probe
+    # fmt: off
+    from genpipe.services.servers import http_probe, prefect_api_problem
 
     api, mlflow = env["PREFECT_API_URL"].rstrip("/"), env["MLFLOW_TRACKING_URI"].rstrip("/")
+    if not mlflow.startswith("http"):
+        raise GenpipeError(f"MLFLOW_TRACKING_URI={mlflow}: a worker logs to the team's MLflow server")
     for name, url in (("the Prefect API", f"{api}/health"), ("MLflow", f"{mlflow}/health")):
-        if mlflow.startswith(("sqlite:", "file:")) and name == "MLflow":
-            raise WorkerError(
-                f"MLFLOW_TRACKING_URI={mlflow} is a local store: a worker logs to the team's "
-                "MLflow server (http://...)"
-            )
         if (problem := http_probe(url, timeout)) is not None:
-            raise WorkerError(f"{name} does not answer: {problem}")
-    auth = env.get("PREFECT_API_AUTH_STRING")  # the team server's API auth (services-env)
-    header = None
-    if auth:
-        import base64
-
-        header = "Basic " + base64.b64encode(auth.encode()).decode()
-    if (problem := http_probe(f"{api}/work_pools/{pool}", timeout, header)) is not None:
-        raise WorkerError(
-            f"work pool {pool!r} not found on {api} ({problem}): run `make deploy-stages` "
-            "once on a machine with the project, then start the worker again"
-        )
+            raise GenpipeError(f"{name} does not answer: {problem}")
+    if (problem := prefect_api_problem(api, f"/work_pools/{pool}", env, timeout)) is not None:
+        raise GenpipeError(f"work pool {pool!r} not found on {api} ({problem}): run `make "
+                           "deploy-stages` once on a machine with the project, then start again")
+    # fmt: on
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,25 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_params(project_root() / "params.yaml").orchestration
         if args.pool not in config.remote_pools():
-            print(
-                f"warning: orchestration.pools sends no stage to {args.pool!r} "
-                f"(pools: {', '.join(config.remote_pools())})",
-                file=sys.stderr,
-            )
-        env = worker_env(
-            os.environ, config.heartbeat_seconds, config.worker_poll_seconds, args.limit
-        )
+            print(f"warning: orchestration.pools sends no stage to {args.pool!r}", file=sys.stderr)
+        env = worker_env(os.environ, config, args.limit)
         check_servers(env, args.pool)
     except GenpipeError as exc:
         print(f"genpipe worker: error: {exc}", file=sys.stderr)
         return 2
     name = args.name or socket.gethostname()
     prefect = str(Path(sys.executable).parent / "prefect")
-    argv_ = [prefect, "worker", "start", "--pool", args.pool, "--name", name, "--type", "process"]
-    argv_ += ["--limit", str(args.limit)]
+    argv_ = [prefect, "worker", "start", "--pool", args.pool, "--name", name, "--type", "process",
+             "--limit", str(args.limit)]  # fmt: skip
     print(f"genpipe worker {name}: {' '.join(argv_[1:])}", flush=True)
     os.execve(prefect, argv_, env)
-    return 0  # not reached
 
 
 if __name__ == "__main__":

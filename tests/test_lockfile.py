@@ -29,7 +29,9 @@ def test_every_declared_dependency_is_pinned_at_an_admitted_version() -> None:
     pins = _pins()
     for spec in map(Requirement, declared):
         name = canonicalize_name(spec.name)
-        assert name in pins, f"{spec.name} is in pyproject.toml but not in requirements.lock: make lock"
+        assert name in pins, (
+            f"{spec.name} is in pyproject.toml but not in requirements.lock: make lock"
+        )
         assert spec.specifier.contains(pins[name], prereleases=True), (
             f"requirements.lock pins {spec.name}=={pins[name]}, outside {spec}: make lock"
         )

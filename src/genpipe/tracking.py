@@ -524,6 +524,8 @@ def _exported(root: Path, folder: Path, out: str | None) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return bool(key) and key.startswith(folder.name)
+
+
 def dvc_hash(path: Path) -> str | None:
     """The hash dvc.lock records for the stage output at `path` (DVC writes each stage's entry
     as the stage ends, so a downstream stage finds its inputs' hashes there)."""

@@ -5,7 +5,8 @@ address: PostgreSQL, MLflow, Prefect, the sshd behind the DVC remote and the cod
 controller: its checkout is a copy of this project, committed and pushed to the code repo, with
 the services' DVC remote. Every worker host gets its own folder: a `git clone` of the code repo
 over ssh, copies of the key and known_hosts, its own HOME, TMPDIR and PREFECT_HOME, and runs
-`python -m pipelines.worker` (what `make worker` runs) for its pools. Hosts talk only over TCP.
+`python -m pipelines.worker` (what `make worker` runs) for its pools; each worker keeps its
+commits in its own HOME's cache. Hosts talk only over TCP.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
             "HOME": str(home),
             "OMP_NUM_THREADS": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",  # as the Makefile exports
             "PREFECT_HOME": str(home / "prefect"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -123,12 +125,12 @@ class Team:
             check=False,
         )
 
-    def start_worker(self, host: str, pool: str, limit: int = 1) -> None:
-        """A worker host's folder (made once), then `python -m pipelines.worker --pool POOL`."""
+    def host_env(self, host: str) -> dict[str, str]:
+        """A worker host's folder (made once) and its environment: the client addresses, its
+        copies of the key and known_hosts, its own HOME (so its own commit cache) and TMPDIR."""
         home = self.root / host
-        checkout = home / "genpipe"
         env = base_env(home, TMPDIR=str(home / "tmp"))
-        if not checkout.exists():
+        if not (home / "tmp").exists():
             (home / "tmp").mkdir(parents=True)
             for name in ("GENPIPE_DVC_REMOTE_KEYFILE", "GENPIPE_SSH_KNOWN_HOSTS"):
                 shutil.copy(self.client[name], home / Path(self.client[name]).name)
@@ -136,7 +138,12 @@ class Team:
             name: str(home / Path(self.client[name]).name)
             for name in ("GENPIPE_DVC_REMOTE_KEYFILE", "GENPIPE_SSH_KNOWN_HOSTS")
         }
-        env.update({**self.client, **keys})
+        return {**env, **self.client, **keys}
+
+    def start_worker(self, host: str, pool: str, limit: int = 1) -> None:
+        """`python -m pipelines.worker --pool POOL` in a clone of the code repo on `host`."""
+        env = self.host_env(host)
+        checkout = self.root / host / "genpipe"
         if not checkout.exists():
             from pipelines.code_remote import git_env
 
@@ -147,7 +154,7 @@ class Team:
             )
         self.workers[(host, pool)] = self.lab[host].popen(
             [PYTHON, "-m", "pipelines.worker", "--pool", pool, "--limit", str(limit)],
-            log_path=home / f"worker-{pool}.log",
+            log_path=self.root / host / f"worker-{pool}.log",
             env=env,
             cwd=checkout,
         )
@@ -257,9 +264,9 @@ def bring_up(team: Team) -> None:
     for args in (["git-remote", "--repo", str(team.project)], ["dvc-remote"]):
         done = team.services(*args)
         assert done.returncode == 0, done.stdout + done.stderr
-    for module in ("pipelines.code_remote", "pipelines.deploy_stages"):
-        argv = [PYTHON, "-m", module, *(["push"] if module.endswith("code_remote") else [])]
-        done = team.ctl.run(argv, env=team.ctl_env(), cwd=team.project, timeout=300, check=False)
+    for module in ("pipelines.code_remote", "pipelines.deploy"):  # make push-code deploy-stages
+        argv = [PYTHON, "-m", module]
+        done = team.ctl.run(argv, env=team.ctl_env(), cwd=team.project, timeout=600, check=False)
         assert done.returncode == 0, f"{module}: {done.stdout}{done.stderr}"
 
 

@@ -1,8 +1,16 @@
-"""Fixtures for the flow tests: one Prefect test server per session, a fake-stage project copy."""
+"""Fixtures for the flow tests: Prefect APIs (the test harness, or a real `prefect server`), a
+fake-stage project copy."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +27,12 @@ def stage_names(dvc_yaml: Path) -> list[str]:
 
 
 FAKE_STAGES = stage_names(HERE / "fake_dvc.yaml")
+
+
+@pytest.fixture(autouse=True)
+def restore_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow moves to its project folder (DVC's API works from there): come back after."""
+    monkeypatch.chdir(Path.cwd())
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +85,51 @@ TINY_REAL_PARAMS: dict[str, object] = {
     "evaluate.latent_search": {"steps": 2, "restarts": 1, "lr": 0.05, "prior_weight": 0.001},
     "evaluate.snapshot_selection_samples": 20,
 }
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM a process group this test started, then SIGKILL it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A real `prefect server` on a free port (PREFECT_HOME `home`); yields its API URL."""
+    from tests.conftest import venv_bin
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    server = subprocess.Popen(
+        [venv_bin() / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=(home / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, (home / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "prefect server not healthy after 240 s"
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield api
+    finally:
+        stop_group(server)

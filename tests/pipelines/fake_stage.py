@@ -37,14 +37,15 @@ def main(stage: str) -> int:
     with trace.open("a") as fh:  # written before any failure, so attempts are countable
         fh.write(json.dumps(record) + "\n")
 
+    if Path(f"{stage}_hangs").exists():
+        time.sleep(600)  # the hang a timeout must stop
+
     if stage == "download":
         failures = Path("download_failures")
         if failures.exists() and int(failures.read_text()) > 0:
             failures.write_text(str(int(failures.read_text()) - 1))
             print("mirror unreachable (simulated)", file=sys.stderr)
             return 1
-        if Path("download_hangs").exists():
-            time.sleep(600)
         write("data/raw/images.txt", params["data"]["dataset"])
     elif stage == "prepare":
         write("data/prepared/meta.json", {"seed": params["data"]["seed"]})
@@ -60,8 +61,7 @@ def main(stage: str) -> int:
             return 2
     elif stage in ("train_vae", "train_gan", "train_evaluator"):
         name = stage.removeprefix("train_")
-        time.sleep(params[name]["epochs"] / 100)  # default params: 0.6 s, 1.5 s, 0.3 s
-        write(f"data/models/{name}/model.txt", "weights")
+        write(f"data/models/{name}/model.txt", f"weights after {params[name]['epochs']} epochs")
         write(
             f"data/models/{name}/run.json",
             {

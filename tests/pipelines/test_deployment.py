@@ -1,4 +1,4 @@
-"""End to end: a real Prefect server, a process work pool, `prefect deploy --all`, a worker.
+"""End to end: a real Prefect server, a process work pool, prefect.yaml deployed, a worker.
 
 Both tests start `prefect server` on 127.0.0.1 with the per-test PREFECT_HOME (conftest) and a
 worker, each in its own process group, and stop them with SIGTERM, then SIGKILL.
@@ -7,11 +7,7 @@ worker, each in its own process group, and stop them with SIGTERM, then SIGKILL.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,68 +15,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import venv_bin
-from tests.pipelines.conftest import TINY_REAL_PARAMS, trace
+from tests.pipelines.conftest import TINY_REAL_PARAMS, prefect_server, stop_group, trace
 
 pytestmark = pytest.mark.slow
 
 POOL = "genpipe-process"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"prefect server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"prefect server at {url} not healthy after {timeout:.0f} s")
-
-
 @pytest.fixture
 def prefect_stack(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     """A started Prefect server: yields (api_url, env for the prefect CLI, log folder)."""
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     logs = tmp_path / "logs"
     logs.mkdir()
-    started = time.monotonic()
-    server = subprocess.Popen(
-        [venv_bin() / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-        stdout=(logs / "server.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        _wait_healthy(api, server)
-        print(f"prefect server healthy after {time.monotonic() - started:.1f} s")
-        yield api, env, logs
-    finally:
-        _stop(server)
+    with prefect_server(tmp_path / "prefect-server") as api:
+        yield api, {**os.environ, "PREFECT_API_URL": api}, logs
 
 
 def _deploy_and_run(
@@ -91,10 +39,10 @@ def _deploy_and_run(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     prefect = str(venv_bin() / "prefect")
-    for cmd in (
+    for cmd in (  # what `make prefect-pool prefect-deploy` runs
         [prefect, "work-pool", "create", POOL, "--type", "process"],
         [prefect, "work-pool", "set-concurrency-limit", POOL, "1"],
-        [prefect, "--no-prompt", "deploy", "--all"],
+        [str(venv_bin() / "python"), "-m", "pipelines.deploy"],
     ):
         done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}\n{done.stderr}"
@@ -113,7 +61,7 @@ def _deploy_and_run(
             )
             weekly = _read_deployment("genpipe-pipeline/genpipe-weekly")
     finally:
-        _stop(worker)
+        stop_group(worker)
     assert flow_run.state is not None
     assert flow_run.state.is_completed(), (
         f"{flow_run.state}\n--- worker log ---\n{(logs / 'worker.log').read_text()[-5000:]}"

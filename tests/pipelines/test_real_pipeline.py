@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from genpipe.overrides import as_override_strings
 from pipelines.genpipe_flow import genpipe_pipeline, main
-from pipelines.params_overrides import as_override_strings
 from tests.conftest import REPO
 from tests.pipelines.conftest import TINY_REAL_PARAMS, stage_names
 

@@ -6,10 +6,21 @@ import json
 import shutil
 from pathlib import Path
 
-from pipelines.dvc_runner import StageResult
+from pipelines.dvc_stage import StageResult
 from pipelines.run_summary import collect, flatten, metrics_table, render_markdown
 
 HERE = Path(__file__).resolve().parent
+
+
+def files(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
+    """Each stage's outs and metrics paths, as StagePlan.files holds them."""
+    import yaml
+
+    def paths(entries: list) -> list[str]:
+        return [p for e in entries or [] for p in ([e] if isinstance(e, str) else e)]
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {n: {k: paths(s.get(k)) for k in ("outs", "metrics")} for n, s in stages.items()}
 
 
 def test_flatten_names_nested_metrics_like_dvc() -> None:
@@ -31,14 +42,14 @@ def test_summary_of_a_partial_run(tmp_path: Path) -> None:
     )
     results = [StageResult("train_evaluator", "ran", 100.0, 112.5, "")]
 
-    outputs = collect(tmp_path)
+    outputs = collect(tmp_path, files(tmp_path / "dvc.yaml"))
     markdown = render_markdown("flow-run-1", results, outputs, ["evaluator.epochs=1"])
 
     assert metrics_table(outputs) == []
     assert "| train_evaluator | ran | 12.5 |" in markdown
     assert "No metrics files were found." in markdown
     assert "| train_evaluator | abc123 | genpipe-digits |" in markdown
-    assert "The decide stage wrote no decision." in markdown
+    assert "No stage wrote a decision." in markdown
     assert "`evaluator.epochs=1`" in markdown
     assert "tags.\"genpipe.pipeline_run_id\" = 'flow-run-1'" in markdown
 
@@ -51,7 +62,7 @@ def test_summary_keeps_headlines_and_the_decision(tmp_path: Path) -> None:
     (tmp_path / "data/register/decision.json").write_text(json.dumps({"tasks": {}}))
     (tmp_path / "data/register/decision.md").write_text("gan wins generation\n")
 
-    outputs = collect(tmp_path)
+    outputs = collect(tmp_path, files(tmp_path / "dvc.yaml"))
     markdown = render_markdown("run-2", [], outputs)
 
     assert "| decide | generation.fd.gan | 0.5 |" in markdown

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from genpipe.config import load_params
 from genpipe.cpu import SHARE_ENV
+from genpipe.settings import project_root
 from pipelines.worker import worker_env
+
+CONFIG = load_params(project_root() / "params.yaml").orchestration
 
 ADDRESSES = {
     "PREFECT_API_URL": "http://127.0.0.1:1/api",
@@ -13,7 +17,7 @@ ADDRESSES = {
 
 
 def test_a_worker_running_several_stages_splits_the_cores_among_them() -> None:
-    assert worker_env(ADDRESSES, 30, 5, limit=1)[SHARE_ENV] == "1"
-    assert worker_env(ADDRESSES, 30, 5, limit=2)[SHARE_ENV] == "2"
+    assert worker_env(ADDRESSES, CONFIG, limit=1)[SHARE_ENV] == "1"
+    assert worker_env(ADDRESSES, CONFIG, limit=2)[SHARE_ENV] == "2"
     # a host that already shares its cores (GENPIPE_CPU_SHARE set by whoever started the worker)
-    assert worker_env({**ADDRESSES, SHARE_ENV: "2"}, 30, 5, limit=3)[SHARE_ENV] == "6"
+    assert worker_env({**ADDRESSES, SHARE_ENV: "2"}, CONFIG, limit=3)[SHARE_ENV] == "6"

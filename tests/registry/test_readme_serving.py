@@ -178,7 +178,9 @@ def check_bad_requests(ports: dict[str, int]) -> None:
             status, body = post(ports[task], [record])
             assert status == 400, (record, body)
             assert body["error_code"] == "INVALID_PARAMETER_VALUE", (record, body)
-            assert body["message"].startswith(("row ", "the request")), body["message"]  # reason first
+            assert body["message"].startswith(("row ", "the request")), body[
+                "message"
+            ]  # reason first
             assert reason in body["message"], (record, body["message"])
             assert "unexpected error" not in body["message"]
     # a good row next to a bad one: the bad row is named, nothing is returned half-way

@@ -39,6 +39,15 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def prefect_api_problem(
+    api: str, path: str, environ: Mapping[str, str], timeout: float = 10.0
+) -> str | None:
+    """None if the Prefect API answers `path`, with the team's PREFECT_API_AUTH_STRING if set."""
+    auth = environ.get("PREFECT_API_AUTH_STRING", "")
+    header = basic_auth(*auth.split(":", 1)) if ":" in auth else None
+    return http_probe(f"{api.rstrip('/')}{path}", timeout, header)
+
+
 def http_probe(url: str, timeout: float, authorization: str | None = None) -> str | None:
     """None if `url` answers HTTP 200, else why not."""
     request = urllib.request.Request(url)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.offline_plots import PLACEHOLDERS, render_page, vega_lite_version
+from genpipe.plots import PLACEHOLDERS, render_page, vega_lite_version
 from tests.conftest import REPO, headless, venv_bin
 
 
@@ -150,7 +150,7 @@ def test_make_plots_page_renders_every_chart_with_no_network(
     assert plot_ids and "errors" not in json.loads(shown.stdout), shown.stdout[-2000:]
 
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.offline_plots"],
+        [sys.executable, "-m", "genpipe.plots"],
         cwd=project_copy,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.params_overrides import OverrideError, apply_overrides, as_override_strings
+from genpipe.overrides import OverrideError, apply_overrides, as_override_strings
 from tests.params import raw_params
 
 

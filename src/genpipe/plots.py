@@ -7,8 +7,8 @@
 libraries instead: vl-convert-python ships them as one JS bundle (`vl_convert.javascript_bundle`),
 installed from PyPI with the project, so nothing is fetched when the page is built or opened.
 
-    python -m pipelines.offline_plots                  # = dvc plots show -> dvc_plots/offline/index.html
-    python -m pipelines.offline_plots diff main        # = dvc plots diff main
+    python -m genpipe.plots                  # = dvc plots show -> dvc_plots/offline/index.html
+    python -m genpipe.plots diff main        # = dvc plots diff main
 
 The page goes to its own folder, so `dvc plots show` (dvc_plots/index.html, Vega from a CDN)
 and `make plots` never overwrite each other's page.
@@ -121,7 +121,7 @@ def dvc_plots(project: Path, args: list[str], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines.offline_plots [show | diff REV ...]`: DVC's plots page, offline."""
+    """`python -m genpipe.plots [show | diff REV ...]`: DVC's plots page, offline."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("args", nargs="*", default=["show"], help="what follows `dvc plots`")
     p.add_argument(

@@ -1,15 +1,12 @@
-"""Apply `key=value` parameter overrides to params.yaml exactly as `dvc exp run -S` does.
+"""Apply `key=value` overrides to params.yaml exactly as `dvc exp run -S` does.
 
-Why write params.yaml rather than a separate overrides file: every stage already reads
-params.yaml and dvc.yaml already lists the keys each stage depends on, so DVC's own params
-tracking (dvc.lock) sees an override and reruns exactly the stages that read that key, with no
-change to the stages or to dvc.yaml. The edit uses DVC's own function for `--set-param`
-(`dvc.utils.hydra.apply_overrides`, Hydra override grammar), so `vae.epochs=2`,
-`data.download.mirrors=[http://host/mnist/]` and `+new.key=1` mean what they mean on the DVC
-command line. The result is validated by `genpipe.config.Params` on a temp copy and only then
-renamed over params.yaml, so a typo never reaches a stage and a crash never leaves a half-written
-file. As with `dvc exp run -S` in the workspace, the override stays in params.yaml afterwards
-(`git diff params.yaml`, `dvc params diff`), which is what makes the next no-op run a no-op.
+Every stage reads params.yaml and dvc.yaml lists the keys each one depends on, so DVC's params
+tracking sees an override and reruns exactly the stages that read that key. The edit uses DVC's
+own `--set-param` function (`dvc.utils.hydra.apply_overrides`, Hydra's grammar: `vae.epochs=2`,
+`data.download.mirrors=[http://host/mnist/]`, `+new.key=1`), is validated by
+`genpipe.config.Params` on a temp copy, and only then renamed over params.yaml: a typo never
+reaches a stage and a crash never leaves a half-written file. As with `dvc exp run -S` in the
+workspace, the override stays in params.yaml afterwards (`git diff params.yaml`).
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +51,11 @@ def as_override_strings(overrides: Overrides | None) -> list[str]:
     return list(overrides)
 
 
-def apply_overrides(params_path: Path, overrides: Overrides | None) -> list[str]:
-    """Validate the overridden params, then atomically replace params_path if anything changed.
-
-    Returns the override strings applied (empty when none were given or nothing changed).
+def apply_overrides(
+    params_path: Path, overrides: Overrides | None, check: Callable[[Params], None] | None = None
+) -> list[str]:
+    """Validate the overridden params (and `check` them), then atomically replace params_path if
+    anything changed. Returns the override strings applied (empty: none given, or no change).
     """
     from dvc.exceptions import InvalidArgumentError
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
@@ -82,9 +80,11 @@ def apply_overrides(params_path: Path, overrides: Overrides | None) -> list[str]
             ) from None
         new = yaml.safe_load(tmp_path.read_text()) or {}
         try:
-            Params.from_dict(new, source=f"{params_path} with overrides {strings}")
+            params = Params.from_dict(new, source=f"{params_path} with overrides {strings}")
         except ConfigError as exc:
             raise OverrideError(str(exc)) from None
+        if check is not None:
+            check(params)
         if new == (yaml.safe_load(original) or {}):
             log.info("overrides %s leave %s unchanged", strings, params_path)
             return []
