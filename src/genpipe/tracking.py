@@ -166,6 +166,8 @@ def standard_tags(stage: str, extra: Mapping[str, Any] | None = None) -> dict[st
     }
     if settings.pipeline_run_id:
         tags["genpipe.pipeline_run_id"] = settings.pipeline_run_id
+    if settings.parent_run_id:  # a sweep member's stages nest under its run in the MLflow UI
+        tags["mlflow.parentRunId"] = settings.parent_run_id
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
 
@@ -296,3 +298,72 @@ def run_exists(run_id: str | None) -> bool:
     except MlflowException:
         return False
     return True
+
+
+# --- Sweeps: one parent run per sweep, a nested child run per member (pipelines/sweep.py).
+SWEEP_TAG = "genpipe.sweep_id"  # the parent's identity: a rerun of the same sweep finds it again
+MEMBER_TAG = "genpipe.sweep_member"  # a child's DVC experiment name
+PARENT_TAG = "mlflow.parentRunId"  # what nests a run under another in the MLflow UI
+
+
+def open_sweep_run(dataset: str, sweep_id: str, name: str, params: Mapping[str, Any]) -> str:
+    """The sweep's parent run, reopened when this sweep ran before, else created."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    configure_mlflow()
+    client = MlflowClient()
+    experiment = experiment_id(experiment_name(dataset))
+    found = client.search_runs([experiment], f"tags.`{SWEEP_TAG}` = '{sweep_id}'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(
+        experiment, run_name=name, tags=standard_tags("sweep", {SWEEP_TAG: sweep_id})
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in _params(params)][:_BATCH])
+    return run.info.run_id
+
+
+def member_run(parent_id: str, member: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+    """(run id, finished) of a member's child run: its finished run if it has one, else a new
+    open run (a failed attempt keeps its own run, FAILED)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    configure_mlflow()
+    client = MlflowClient()
+    experiment = client.get_run(parent_id).info.experiment_id
+    query = f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{MEMBER_TAG}` = '{member}'"
+    for run in client.search_runs([experiment], query, order_by=["attributes.start_time DESC"]):
+        if run.info.status == "FINISHED":
+            return run.info.run_id, True
+    tags = standard_tags("sweep_member", {PARENT_TAG: parent_id, MEMBER_TAG: member})
+    run = client.create_run(experiment, run_name=member, tags=tags)
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in _params(params)])
+    return run.info.run_id, False
+
+
+def close_run(
+    run_id: str,
+    metrics: Mapping[str, float],
+    tags: Mapping[str, Any] | None = None,
+    artifacts: Sequence[Path] = (),
+    failed: bool = False,
+) -> None:
+    """Log a sweep's or a member's results and end its run."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    configure_mlflow()
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    values = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(values), _BATCH):
+        client.log_batch(run_id, metrics=values[i : i + _BATCH])
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, str(value))
+    for path in artifacts:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
