@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,3 +367,38 @@ def close_run(
     for path in artifacts:
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def drop_member_runs(held: Collection[str], dry: bool = False) -> list[str]:
+    """Mark deleted the runs of sweep members DVC no longer holds (removed with `dvc exp remove`,
+    or failed) and the stage runs nested under them; a run a registered model version comes from
+    stays. Returns the run ids, for `mlflow gc --run-ids` to purge (`dry`: only returns them)."""
+    from mlflow import MlflowClient
+
+    configure_mlflow()
+    client = MlflowClient()
+    kept = {v.run_id for v in client.search_model_versions() if v.run_id}
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    members = _all_runs(client, experiments, "tags.`genpipe.stage` = 'sweep_member'")
+    gone = [r.info.run_id for r in members if r.data.tags.get(MEMBER_TAG) not in held]
+    dropped = []
+    for run_id in gone:
+        nested = _all_runs(client, experiments, f"tags.`{PARENT_TAG}` = '{run_id}'")
+        for found in [run_id, *(r.info.run_id for r in nested)]:
+            if found not in kept:
+                if not dry:
+                    client.delete_run(found)
+                dropped.append(found)
+    return dropped
+
+
+def _all_runs(client: Any, experiments: list[str], query: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiments, query, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
