@@ -51,13 +51,21 @@ class MemberRun:
         return self.ended - self.started
 
 
-def held_experiments(root: Path) -> dict[str, HeldExperiment]:
-    """name -> experiment, for every finished experiment on HEAD (DVC's Python API)."""
+def baseline(root: Path) -> str:
+    """The commit members branch off (HEAD when the sweep starts)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return repo.scm.get_rev()
+
+
+def held_experiments(root: Path, rev: str) -> dict[str, HeldExperiment]:
+    """name -> experiment, for every finished experiment on `rev` (DVC's Python API)."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         states = repo.experiments.show(
-            num=1, hide_queued=True, hide_failed=True, hide_workspace=True
+            revs=[rev], num=1, hide_queued=True, hide_failed=True, hide_workspace=True
         )
     held: dict[str, HeldExperiment] = {}
     for baseline in states:
@@ -126,6 +134,7 @@ def member_env(root: Path, run_id: str, parent_run_id: str, cpu_share: int) -> d
     settings = get_settings()
     bin_dir = str(Path(sys.executable).parent)
     return {
+        "GENPIPE_ROOT": "",  # the member's own temporary copy is its project root
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "GENPIPE_ARTIFACT_ROOT": str(settings.artifact_root.resolve()),
         "GENPIPE_PIPELINE_RUN_ID": run_id,

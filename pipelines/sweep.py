@@ -111,10 +111,10 @@ def member_task(
     from prefect.concurrency.sync import concurrency
 
     logger = get_run_logger()
-    run_id, _ = tracking.member_run(parent_id, member.name, member.params())
+    run_id, recorded = tracking.member_run(parent_id, member.name, member.params())
     if held:
         logger.info("%s: held by `dvc exp show` already, not rerun", member.name)
-        return MemberResult(member, "held", run_id=run_id)
+        return MemberResult(member, "held", run_id=None if recorded else run_id)
     env = experiments.member_env(root, run_id, parent_id, jobs)
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
         run = experiments.run_member(root, member, env, logs / f"{member.name}.log", timeout)
@@ -134,14 +134,20 @@ def member_task(
     return Failed(message=f"exit {run.returncode}; log {run.log_path}", data=result)
 
 
-def collect(root: Path, results: list[MemberResult]) -> list[MemberResult]:
+def collect(root: Path, rev: str, results: list[MemberResult]) -> list[MemberResult]:
     """Attach each finished member's metrics (from `dvc exp show`) and close its MLflow run."""
-    held = experiments.held_experiments(root)
+    held = experiments.held_experiments(root, rev)
     done = []
     for r in results:
         exp = held.get(r.member.name)
         if r.outcome == "failed" or exp is None:
-            if r.outcome != "failed":  # exit 0 but no experiment: say so rather than guess
+            if r.outcome != "failed":  # exit 0 but no experiment on the baseline: HEAD moved?
+                log.error(
+                    "%s: finished, but `dvc exp show` has no such experiment on %s "
+                    "(did HEAD move during the sweep?)",
+                    r.member.name,
+                    rev[:7],
+                )
                 r = MemberResult(r.member, "failed", r.seconds, log=r.log, run_id=r.run_id)
             done.append(r)
             continue
@@ -155,8 +161,8 @@ def collect(root: Path, results: list[MemberResult]) -> list[MemberResult]:
             "dvc.rev": exp.rev,
             "genpipe.sweep_outcome": r.outcome,
         }
-        assert r.run_id is not None
-        tracking.close_run(r.run_id, numbers, tags)
+        if r.run_id is not None:  # None: its run was recorded by an earlier run of this sweep
+            tracking.close_run(r.run_id, numbers, tags)
         done.append(r)
     return done
 
@@ -224,7 +230,8 @@ def sweep_flow(
     name = name or sweep
     ident = sweep_id(members)
     out = root / OUT / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)[:40]}-{ident[:7]}"
-    held = experiments.held_experiments(root)
+    rev = experiments.baseline(root)
+    held = experiments.held_experiments(root, rev)
     logger = get_run_logger()
     logger.info(
         "sweep %s: %d members (%d held already), %d at once -> %s",
@@ -246,7 +253,9 @@ def sweep_flow(
         for m in members
     ]
     wait(futures)
-    results = collect(root, [_result(m, f.state) for m, f in zip(members, futures, strict=True)])
+    results = collect(
+        root, rev, [_result(m, f.state) for m, f in zip(members, futures, strict=True)]
+    )
     text = publish(root, name, parent, results, dataset, out)
     print(text)
     failed = [r.member.name for r in results if r.outcome == "failed"]

@@ -25,7 +25,7 @@ def test_experiment_round_trip(project: Path) -> None:
 
     # an experiment: only the GAN branch reruns
     run = ok(project, "exp", "run", "-n", "longer-gan", "-S", "gan.epochs=3")
-    assert ran(run) == {"train_gan", "evaluate", "decide", "register"}, run
+    assert ran(run) == {"train_gan", "score_val@gan", "evaluate", "decide", "register"}, run
 
     shown = json.loads(ok(project, "exp", "show", "--json"))
     rows = {}
