@@ -59,6 +59,16 @@ def baseline(root: Path) -> str:
         return repo.scm.get_rev()
 
 
+def target_metrics(root: Path, target: str) -> set[str]:
+    """The metrics files the target stage and its upstream write: the only ones a member's
+    experiment holds fresh (the others are the baseline's, carried along by git)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = repo.stage.collect(target, with_deps=True)
+        return {out.def_path for stage in stages for out in stage.outs if out.metric}
+
+
 def held_experiments(root: Path, rev: str) -> dict[str, HeldExperiment]:
     """name -> experiment, for every finished experiment on `rev` (DVC's Python API)."""
     from dvc.repo import Repo

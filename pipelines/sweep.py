@@ -135,8 +135,11 @@ def member_task(
 
 
 def collect(root: Path, rev: str, results: list[MemberResult]) -> list[MemberResult]:
-    """Attach each finished member's metrics (from `dvc exp show`) and close its MLflow run."""
+    """Attach each finished member's metrics (from `dvc exp show`: those its target computed)
+    and close its MLflow run."""
     held = experiments.held_experiments(root, rev)
+    targets = {r.member.target for r in results}
+    fresh = {target: experiments.target_metrics(root, target) for target in targets}
     done = []
     for r in results:
         exp = held.get(r.member.name)
@@ -151,7 +154,8 @@ def collect(root: Path, rev: str, results: list[MemberResult]) -> list[MemberRes
                 r = MemberResult(r.member, "failed", r.seconds, log=r.log, run_id=r.run_id)
             done.append(r)
             continue
-        metrics = report.merged_metrics(exp.metrics)
+        mine = {path: data for path, data in exp.metrics.items() if path in fresh[r.member.target]}
+        metrics = report.merged_metrics(mine)
         r = MemberResult(r.member, r.outcome, r.seconds, metrics, exp.rev, r.log, r.run_id)
         numbers = {k: v for k, v in report.flat(metrics).items() if _is_number(v)}
         if r.seconds is not None:
