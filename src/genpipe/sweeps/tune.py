@@ -77,9 +77,11 @@ def report(
         members = results[family]
         best = ranked(members, family, metric)
         failed = [r for r in members if r.outcome == "failed"]
+        seconds = sum(r.seconds or 0.0 for r in members)
         lines += [
             "",
-            f"{LABEL[family]}: {len(members)} members, {len(failed)} failed; best first "
+            f"{LABEL[family]}: {len(members)} members, {len(failed)} failed, {seconds / 60:.0f} "
+            "min of member wall time (equal budgets count members, not compute); best first "
             f"(val {metric.upper()}, {'higher' if higher_is_better(metric) else 'lower'} is better):",
             "",
             f"| overrides | val {metric.upper()} | val recognised | seconds | member |",
