@@ -5,9 +5,9 @@ times, and each member's overhead, read from the sweep's MLflow runs.
 
 Run it after a sweep (`make sweep ...`) on the store that sweep logged to (the project's, or
 MLFLOW_TRACKING_URI). A member's wall time is its `dvc exp run --temp` process (the child run's
-`seconds`); its stage time is the sum of the stage runs nested under it (each from the stage's
-own start to its end: process start-up and imports count as overhead). The sweep's wall time is
-its parent run's. Members held by `dvc exp show` already ran nothing and are left out.
+`seconds`); its stage time is the sum of its stage runs (those tagged with its run id as their
+`genpipe.pipeline_run_id`), each from the stage's own start to its end, so process start-up and
+imports count as overhead. The sweep's wall time is its parent run's. Members held by `dvc exp show` already ran nothing and are left out.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
         if "seconds" not in child.data.metrics:
             continue  # held already: it ran nothing in this sweep
         stages = client.search_runs(
-            experiments, f"tags.`mlflow.parentRunId` = '{child.info.run_id}'"
+            experiments, f"tags.`genpipe.pipeline_run_id` = '{child.info.run_id}'"
         )
         stage_time = sum(_seconds(s) for s in stages if s.info.end_time)
         wall = child.data.metrics["seconds"]

@@ -136,9 +136,10 @@ def run_member(
     return MemberRun(member, code, started, time.time(), log_path)
 
 
-def member_env(root: Path, run_id: str, parent_run_id: str, cpu_share: int) -> dict[str, str]:
-    """What a member's stages need from the controller: its MLflow store (the temp copy has
-    none of its own), the run to nest under, and how many members share the cores."""
+def member_env(run_id: str, cpu_share: int) -> dict[str, str]:
+    """What a member's stages need from the controller: its MLflow store (the temporary copy has
+    none of its own), the member's run (its stage runs nest under it and carry its id as their
+    pipeline run id), and how many members share the cores."""
     from genpipe.settings import get_settings
 
     settings = get_settings()
@@ -148,7 +149,7 @@ def member_env(root: Path, run_id: str, parent_run_id: str, cpu_share: int) -> d
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "GENPIPE_ARTIFACT_ROOT": str(settings.artifact_root.resolve()),
         "GENPIPE_PIPELINE_RUN_ID": run_id,
-        "GENPIPE_PARENT_RUN_ID": parent_run_id,
+        "GENPIPE_PARENT_RUN_ID": run_id,
         "GENPIPE_CPU_SHARE": str(cpu_share),
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
     }

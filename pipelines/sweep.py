@@ -115,7 +115,7 @@ def member_task(
     if held:
         logger.info("%s: held by `dvc exp show` already, not rerun", member.name)
         return MemberResult(member, "held", run_id=None if recorded else run_id)
-    env = experiments.member_env(root, run_id, parent_id, jobs)
+    env = experiments.member_env(run_id, jobs)
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
         run = experiments.run_member(root, member, env, logs / f"{member.name}.log", timeout)
     if run.ok:
