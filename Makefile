@@ -174,14 +174,35 @@ pipeline-mnist: $(STAMP)
 	$(BIN)/python -m pipelines --preset params/mnist.yaml \
 		-S 'data.download.mirrors=[http://127.0.0.1:$(MNIST_PORT)/]' $(FLOW_ARGS)
 
-## Retrain the VAE and the GAN for SEEDS (train.seed) on the workspace's data and params (digits
-## after `make pipeline`, MNIST after `make pipeline-mnist`); per-seed winners, margins and pooled
-## figures in data/seeds/seeds.md, ending with the seed spreads and the `dvc exp run -S ...` that
-## hands them to register's tie rule. The project's MLflow store, registry and params.yaml are left alone.
-SEEDS ?= 0 1 2
-.PHONY: verdict-seeds
+# --- Sweeps (pipelines/sweep.py): each member one DVC experiment (`dvc exp run --temp`), run by the
+# Prefect flow genpipe-sweep, JOBS at once (a Prefect global concurrency limit); members stop at
+# TARGET (decide: never register). SWEEP in DVC's sweep syntax, as `dvc exp run --queue -S` takes
+# it; ';' separates grids listed one after another. Compare with `dvc exp show --only-changed`.
+SWEEP ?= train.seed=range(0,3)
+TARGET ?= decide
+JOBS ?= 2
+NAME ?=
+.PHONY: sweep tune sweep-gc verdict-seeds
+
+## make sweep SWEEP="train.seed=range(0,3)": the seed table and register's seed-spread flags
+sweep: $(STAMP)
+	$(BIN)/python -m pipelines.sweep --target $(TARGET) --jobs $(JOBS) $(if $(NAME),-n "$(NAME)") "$(SWEEP)"
+
+## The seed sweep under the name register's messages give it: make verdict-seeds SEEDS=5
+SEEDS ?= 3
 verdict-seeds: $(STAMP)
-	$(BIN)/python -m benchmarks.verdict_seeds --seeds $(SEEDS)
+	$(BIN)/python -m pipelines.sweep --jobs $(JOBS) "train.seed=range(0,$(SEEDS))"
+
+## Equal-budget tuning (`tune:` in params.yaml): tune.budget members per family scored on val, then
+## both families' best retrained over tune.seeds seeds and judged on test.
+tune: $(STAMP)
+	$(BIN)/python -m pipelines.tune --jobs $(JOBS)
+
+## After `dvc exp remove <member>...`: drop their outputs from the DVC cache (GC_ARGS="--cloud":
+## and the remote) and their MLflow runs and artifacts (`mlflow gc` on the named store).
+GC_ARGS ?=
+sweep-gc: $(STAMP)
+	$(BIN)/python -m pipelines.sweep_gc $(GC_ARGS)
 
 ## The Prefect server and UI on 127.0.0.1 (foreground).
 prefect-server: $(STAMP)

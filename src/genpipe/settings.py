@@ -21,6 +21,7 @@ class Settings:
     tracking_uri: str
     artifact_root: Path
     pipeline_run_id: str | None
+    parent_run_id: str | None  # GENPIPE_PARENT_RUN_ID: a sweep member's MLflow run, to nest under
     host: str  # GENPIPE_HOST, else the host name: tags where a run ran
 
 
@@ -44,6 +45,7 @@ def get_settings() -> Settings:
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store / 'mlflow.db'}",
         artifact_root=Path(os.environ.get("GENPIPE_ARTIFACT_ROOT") or store / "artifacts"),
         pipeline_run_id=pipeline_run_id(),
+        parent_run_id=os.environ.get("GENPIPE_PARENT_RUN_ID") or None,
         host=os.environ.get("GENPIPE_HOST") or socket.gethostname(),
     )
 

@@ -24,7 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,8 @@ def standard_tags(stage: str, extra: Mapping[str, Any] | None = None) -> dict[st
     if settings.pipeline_run_id:
         tags["genpipe.pipeline_run_id"] = settings.pipeline_run_id
     tags[OWNER_TAG] = owner()
+    if settings.parent_run_id:  # a sweep member's stages nest under its run in the MLflow UI
+        tags["mlflow.parentRunId"] = settings.parent_run_id
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
 
@@ -568,3 +570,107 @@ def download_model_file(source: str, dest: Path) -> Path:
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
     meta = yaml.safe_load((local / "MLmodel").read_text())
     return local / meta["flavors"]["python_function"]["artifacts"]["model"]["path"]
+
+
+# --- Sweeps: one parent run per sweep, a nested child run per member (pipelines/sweep.py).
+SWEEP_TAG = "genpipe.sweep_id"  # the parent's identity: a rerun of the same sweep finds it again
+MEMBER_TAG = "genpipe.sweep_member"  # a child's DVC experiment name
+PARENT_TAG = "mlflow.parentRunId"  # what nests a run under another in the MLflow UI
+
+
+def open_sweep_run(dataset: str, sweep_id: str, name: str, params: Mapping[str, Any]) -> str:
+    """The sweep's parent run, reopened when this sweep ran before, else created."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    configure_mlflow()
+    client = MlflowClient()
+    experiment = experiment_id(experiment_name(dataset))
+    found = client.search_runs([experiment], f"tags.`{SWEEP_TAG}` = '{sweep_id}'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(
+        experiment, run_name=name, tags=standard_tags("sweep", {SWEEP_TAG: sweep_id})
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in _params(params)][:_BATCH])
+    return run.info.run_id
+
+
+def member_run(parent_id: str, member: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+    """(run id, finished) of a member's child run: its finished run if it has one, else a new
+    open run (a failed attempt keeps its own run, FAILED)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    configure_mlflow()
+    client = MlflowClient()
+    experiment = client.get_run(parent_id).info.experiment_id
+    query = f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{MEMBER_TAG}` = '{member}'"
+    for run in client.search_runs([experiment], query, order_by=["attributes.start_time DESC"]):
+        if run.info.status == "FINISHED":
+            return run.info.run_id, True
+    tags = standard_tags("sweep_member", {PARENT_TAG: parent_id, MEMBER_TAG: member})
+    run = client.create_run(experiment, run_name=member, tags=tags)
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in _params(params)])
+    return run.info.run_id, False
+
+
+def close_run(
+    run_id: str,
+    metrics: Mapping[str, float],
+    tags: Mapping[str, Any] | None = None,
+    artifacts: Sequence[Path] = (),
+    failed: bool = False,
+) -> None:
+    """Log a sweep's or a member's results and end its run."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    configure_mlflow()
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    values = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(values), _BATCH):
+        client.log_batch(run_id, metrics=values[i : i + _BATCH])
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, str(value))
+    for path in artifacts:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def drop_member_runs(held: Collection[str], dry: bool = False) -> list[str]:
+    """Mark deleted the runs of sweep members DVC no longer holds (removed with `dvc exp remove`,
+    or failed) and the stage runs nested under them; a run a registered model version comes from
+    stays. Returns the run ids, for `mlflow gc --run-ids` to purge (`dry`: only returns them)."""
+    from mlflow import MlflowClient
+
+    configure_mlflow()
+    client = MlflowClient()
+    kept = {v.run_id for v in client.search_model_versions() if v.run_id}
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    members = _all_runs(client, experiments, "tags.`genpipe.stage` = 'sweep_member'")
+    gone = [r.info.run_id for r in members if r.data.tags.get(MEMBER_TAG) not in held]
+    dropped = []
+    for run_id in gone:
+        nested = _all_runs(client, experiments, f"tags.`{PARENT_TAG}` = '{run_id}'")
+        for found in [run_id, *(r.info.run_id for r in nested)]:
+            if found not in kept:
+                if not dry:
+                    client.delete_run(found)
+                dropped.append(found)
+    return dropped
+
+
+def _all_runs(client: Any, experiments: list[str], query: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiments, query, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs

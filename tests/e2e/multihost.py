@@ -45,6 +45,8 @@ TEST_POOLS = {
     "train_gan": "genpipe-gpu",
     "train_evaluator": "genpipe-cpu",
     "evaluate": "genpipe-cpu",
+    "score_val@vae": "local",
+    "score_val@gan": "local",
     "decide": "local",
     "register": "local",
 }

@@ -26,7 +26,8 @@ def test_experiment_round_trip(project: Path) -> None:
 
     # an experiment: only the GAN branch reruns
     run = ok(project, "exp", "run", "-n", "longer-gan", "-S", "gan.epochs=3")
-    assert {"champions", "train_gan", "evaluate", "score_champions", "decide"} <= ran(run), run
+    expected = {"champions", "train_gan", "score_val@gan", "evaluate", "score_champions", "decide"}
+    assert expected <= ran(run), run
     assert "train_vae" not in ran(run)
 
     shown = json.loads(ok(project, "exp", "show", "--json"))

@@ -28,6 +28,7 @@ from genpipe.config.train import (
     TrainConfig,
     VAEConfig,
 )
+from genpipe.config.tune import TuneConfig
 from genpipe.errors import GenpipeError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Section",
     "ServicesConfig",
     "TrainConfig",
+    "TuneConfig",
     "VAEConfig",
     "ValidateConfig",
     "load_params",
@@ -68,6 +70,7 @@ class Params:
     evaluator: EvaluatorConfig
     evaluate: EvaluateConfig
     register: RegisterConfig
+    tune: TuneConfig  # equal-budget tuning (`make tune`); no stage reads it
     services: ServicesConfig  # the team's shared servers (genpipe.services); no stage reads it
     orchestration: OrchestrationConfig  # stage -> work pool for the Prefect flow; no stage reads it
 

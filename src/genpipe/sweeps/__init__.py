@@ -1,0 +1,1 @@
+"""Sweeps: sets of DVC experiments (planned here, run by pipelines/sweep.py) and what they say."""
