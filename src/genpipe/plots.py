@@ -109,6 +109,7 @@ def dvc_plots(project: Path, args: list[str], out: Path) -> Path:
     template = ensure_template(project)
     cmd = [sys.executable, "-m", "dvc", "plots", *args, "--html-template", str(template)]
     cmd += ["-o", str(out)]
+    (project / out).mkdir(parents=True, exist_ok=True)  # DVC makes only the last folder
     done = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     if done.returncode != 0:
         raise GenpipeError(

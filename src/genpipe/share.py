@@ -76,7 +76,7 @@ def push(root: Path, stages: Sequence[str] | None = None, remote: str | None = N
             _send_record(repo, remote, record)
         missing = current - complete
         if missing:
-            late = sorted({s.name for s in selected if set(_outputs(s)) & missing})
+            late = sorted({s.name for s in selected if set(_outputs(repo, s)) & missing})
             raise ShareError(_failure(repo, remote, objects - arrived.ok, late))
         log.info(
             "shared %d output object(s) and %d run record(s) with DVC remote %s",
@@ -96,13 +96,22 @@ def _stages(repo: Any, names: Sequence[str] | None) -> list[Any]:
     return [known[n] for n in names]
 
 
-def _outputs(stage: Any) -> list[Any]:
-    """The objects dvc.lock names for a stage's outputs. An always-changed stage is never
-    restored from a run record, so its git-tracked outputs stay git's."""
+def _outputs(repo: Any, stage: Any) -> list[Any]:
+    """The objects dvc.lock names for a stage's outputs. A git-tracked output reaches the cache
+    only with its stage's run record (DVC commits it then); a stage DVC never run-caches (always
+    changed, a non-metric `cache: false` output) keeps its git-tracked outputs git's."""
     return [
         out.hash_info
         for out in stage.outs
-        if out.hash_info and out.hash_info.value and (out.use_cache or not stage.always_changed)
+        if out.hash_info
+        and out.hash_info.value
+        and (
+            out.use_cache
+            or (
+                not stage.always_changed
+                and _local_odb(repo, out.hash_info).exists(out.hash_info.value)
+            )
+        )
     ]
 
 

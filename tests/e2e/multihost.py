@@ -110,6 +110,17 @@ class Team:
     def ctl_env(self, **extra: str) -> dict[str, str]:
         return base_env(self.root / "ctl", **self.client, **extra)
 
+    @contextlib.contextmanager
+    def mlflow(self) -> Iterator[Any]:
+        """An MlflowClient of the team's server, with the credentials `services env` exports."""
+        from unittest import mock
+
+        from mlflow import MlflowClient
+
+        names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        with mock.patch.dict(os.environ, {n: self.client[n] for n in names if n in self.client}):
+            yield MlflowClient(tracking_uri=self.mlflow_url)
+
     @property
     def mlflow_url(self) -> str:
         return self.client["MLFLOW_TRACKING_URI"]
@@ -165,10 +176,11 @@ class Team:
     def prefect(self) -> Iterator[Any]:
         """A sync Prefect client of the team's server (this process's settings say otherwise)."""
         from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+        auth = self.client.get("PREFECT_API_AUTH_STRING")
         with (
-            temporary_settings({PREFECT_API_URL: self.prefect_api}),
+            temporary_settings({PREFECT_API_URL: self.prefect_api, PREFECT_API_AUTH_STRING: auth}),
             get_client(sync_client=True) as client,
         ):
             yield client
@@ -274,15 +286,12 @@ def bring_up(team: Team) -> None:
 
 def mlflow_stage_runs(team: Team, pipeline_run_id: str) -> dict[str, list[Any]]:
     """stage -> its MLflow runs tagged with this pipeline run (newest first)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=team.mlflow_url)
     found: dict[str, list[Any]] = {}
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    for run in client.search_runs(
-        experiments, f"tags.`genpipe.pipeline_run_id` = '{pipeline_run_id}'"
-    ):
-        found.setdefault(run.data.tags.get("genpipe.stage", "?"), []).append(run)
+    with team.mlflow() as client:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        query = f"tags.`genpipe.pipeline_run_id` = '{pipeline_run_id}'"
+        for run in client.search_runs(experiments, query):
+            found.setdefault(run.data.tags.get("genpipe.stage", "?"), []).append(run)
     return found
 
 
@@ -304,18 +313,16 @@ def host_of(run: Any) -> str | None:
 
 def registry(team: Team, prefix: str) -> dict[str, dict[str, Any]]:
     """Registered model `<prefix>-...` -> its versions and champion, on the team's MLflow server."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=team.mlflow_url)
     found = {}
-    for model in client.search_registered_models():
-        if model.name.endswith(".lock") or not model.name.startswith(f"{prefix}-"):
-            continue
-        versions = client.search_model_versions(f"name = '{model.name}'")
-        found[model.name] = {
-            "versions": sorted(int(v.version) for v in versions),
-            "champion": model.aliases.get("champion"),
-        }
+    with team.mlflow() as client:
+        for model in client.search_registered_models():
+            if not model.name.startswith(f"{prefix}-"):
+                continue
+            versions = client.search_model_versions(f"name = '{model.name}'")
+            found[model.name] = {
+                "versions": sorted(int(v.version) for v in versions),
+                "champion": model.aliases.get("champion"),
+            }
     return found
 
 
