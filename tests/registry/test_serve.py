@@ -39,8 +39,8 @@ def test_champion_loads_in_a_fresh_interpreter_without_the_repo(
     champions: None, tmp_path: Path
 ) -> None:
     script = (
-        "import sys; sys.path[:] = [p for p in sys.path if not p.endswith('/src')]\n"
-        "import importlib.util; assert importlib.util.find_spec('genpipe') is None\n"
+        # as if genpipe were not installed: any import of it fails
+        "import sys; sys.modules['genpipe'] = None\n"
         "import mlflow, pandas as pd\n"
         f"m = mlflow.pyfunc.load_model('models:/{GEN}@champion')\n"
         "print(len(m.predict(pd.DataFrame({'n': [4], 'seed': [1]}))))\n"
