@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     argv_ = [prefect, "worker", "start", "--pool", args.pool, "--name", name, "--type", "process",
              "--limit", str(args.limit)]  # fmt: skip
     print(f"genpipe worker {name}: {' '.join(argv_[1:])}", flush=True)
+    # Prefect stops on SIGTERM by raising SIGINT in itself; a shell starts background jobs with
+    # SIGINT ignored, and an ignored signal stays ignored across exec, so one SIGTERM did nothing
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execve(prefect, argv_, env)
 
 
