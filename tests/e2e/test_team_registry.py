@@ -30,7 +30,13 @@ UNTRAINED = {
 
 
 def checkout(root: Path, extra: dict) -> Path:
+    """A copy of the project with tiny params; the two share one DVC cache (as a team shares its
+    remote), so the second restores the data stages and the evaluator from DVC's run-cache."""
     project = copy_project(root)
+    shared = root.parent / "dvc-cache"
+    subprocess.run(
+        [str(venv_bin() / "dvc"), "cache", "dir", "--local", str(shared)], cwd=project, check=True
+    )
     shrink_params(
         project, {"evaluate": {"draws": 2}, "register": {"tie_rule": "point_estimate"}, **extra}
     )
