@@ -1,4 +1,4 @@
-"""README "Running genpipe for a team", run as written: the services host's block, then teammate A
+"""docs/team.md ("Running genpipe for a team"), run as written: the services host's block, then teammate A
 (a clone of the code repo in its own folder: runs the pipeline, `make share`), then teammate B (a
 fresh clone in another folder: pulls, and its `dvc repro` runs only the registry check).
 
@@ -11,7 +11,6 @@ README's `make services-up` here and stopped by its `make services-down`.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import pytest
 from tests.conftest import REPO, copy_project
 from tests.e2e.test_dvc_pipeline import ran
 from tests.e2e.tiny import shrink_params
+from tests.markdown_blocks import command_blocks
 from tests.services.conftest import exports, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -30,10 +30,10 @@ VENV = Path(sys.executable).parent.parent
 INSTALL = "make install && source .venv/bin/activate"
 
 
-def readme_blocks() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Running genpipe for a team") : text.index("**In production**")]
-    return re.findall(r"```bash\n(.*?)```", section, re.S)
+def team_blocks() -> list[str]:
+    """The command blocks of docs/team.md's services host and teammates sections, in order."""
+    sections = ("The services host", "Teammates")
+    return [b.text for b in command_blocks(REPO / "docs" / "team.md") if b.heading in sections]
 
 
 def link_venv(checkout: Path) -> str:
@@ -53,7 +53,9 @@ def run_block(block: str, cwd: Path, env: dict[str, str]) -> str:
         timeout=3000,
     )
     out = done.stdout + done.stderr
-    assert done.returncode == 0, f"README block failed in {cwd}:\n{script}\n---\n{out[-6000:]}"
+    assert done.returncode == 0, (
+        f"docs/team.md block failed in {cwd}:\n{script}\n---\n{out[-6000:]}"
+    )
     return out
 
 
@@ -63,7 +65,8 @@ def test_the_readme_team_flow_with_two_clones(tmp_path: Path) -> None:
     from genpipe.services import supervisor
     from genpipe.services.settings import Layout
 
-    services_block, share_block, pull_block = readme_blocks()[:3]
+    services_block, share_block, pull_block = team_blocks()
+    assert "make services-up" in services_block
     assert "make share" in share_block and "dvc pull" in pull_block
     home = tmp_path / "home"
     home.mkdir()
