@@ -21,8 +21,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import REPO
 from tests import markdown_blocks
+from tests.conftest import REPO, link_venv
 from tests.registry.conftest import free_port, stop_group, wait_http
 from tests.registry.test_register_local import run_stage
 
@@ -65,8 +65,7 @@ def project_with_champions(
 ) -> Path:
     """A fresh-clone-like project: the test's venv as .venv, champions in mlflow/mlflow.db."""
     # the copied params.yaml is the repo's: digits, registry prefix genpipe
-    (project_copy / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    os.utime(project_copy / "pyproject.toml", (0, 0))  # older than .venv/.installed: no reinstall
+    link_venv(project_copy)
     store = project_copy / "mlflow" / "mlflow.db"
     shutil.copy(migrated_mlflow_db, store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
