@@ -57,7 +57,7 @@ def plan(root: Path, spec: str, target: str) -> list[Member]:
     every override set is checked against params.yaml's schema before anything runs."""
     import yaml
 
-    from pipelines.params_overrides import apply_overrides
+    from genpipe.overrides import apply_overrides
 
     _check_target(root, target)
     members = []
