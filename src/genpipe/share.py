@@ -57,7 +57,7 @@ def push(root: Path, stages: Sequence[str] | None = None, remote: str | None = N
 
     with Repo(str(root), _wait_for_lock=True) as repo, lock_repo(repo):
         selected = _stages(repo, stages)
-        current = {hi for stage in selected for hi in _outputs(stage)}
+        current = {hi for stage in selected for hi in _outputs(repo, stage)}
         records = [r for r in _records(repo, selected) if not _record_on_remote(repo, remote, r)]
         wanted = current | {hi for r in records for hi in r.objects}
         objects = _expand(repo, wanted)
