@@ -128,6 +128,14 @@ def mnist_files() -> Path:
     return SHARED_MNIST
 
 
+def dvc_stages(root: Path = REPO) -> list[str]:
+    """dvc.yaml's stages as DVC names them (a matrix stage once per item: score_val@vae)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return [s.name for s in repo.index.stages if getattr(s, "name", None)]
+
+
 def copy_project(dest: Path) -> Path:
     """Copy the tracked project (plus uncommitted files) into `dest` and make it a git repo."""
     files = subprocess.run(

@@ -138,13 +138,26 @@ def test_close_leaves_no_namespace_link_file_or_process() -> None:
     # A daemon that escaped its parent: only `ip netns pids` still knows it.
     lab["worker-a"].run(["sh", "-c", "setsid sleep 1000 > /dev/null 2>&1 &"])
     # the exiting shell may still be listed for a moment; the daemon is the `sleep 1000`
-    (escaped,) = [p for p in lab["worker-a"].pids() if _cmdline(p) == ["sleep", "1000"]]
+    escaped = _wait_for(
+        lambda: [p for p in lab["worker-a"].pids() if _cmdline(p) == ["sleep", "1000"]]
+    )[0]
     lab.grace = 0.5
     lab.close()
     assert leftovers(key) == {"netns": [], "links": [], "etc": [], "lock": []}
     assert tracked.returncode == -signal.SIGKILL  # it ignored SIGTERM
     assert not alive(escaped)
     lab.close()  # idempotent
+
+
+def _wait_for(found: Callable[[], list[int]], timeout: float = 60.0) -> list[int]:
+    """What `found` returns once it is not empty (setsid execs `sleep` a moment after `sh` exits)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (result := found()):
+        assert time.monotonic() < deadline, "no such process"
+        time.sleep(0.05)
+    return result
 
 
 def _cmdline(pid: int) -> list[str]:

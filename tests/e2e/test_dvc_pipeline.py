@@ -14,14 +14,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from tests.conftest import copy_project, venv_bin
+from tests.conftest import copy_project, dvc_stages, venv_bin
 from tests.e2e.tiny import shrink_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = set(yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"])
+STAGES = set(dvc_stages())
 # the run after a promotion: the snapshot shows this checkout's own champion, whose numbers are
 # the report's (no model runs), and register finds the registry already holds the decision
 RESNAPSHOT = {"champions", "score_champions", "decide", "register"}
@@ -171,6 +170,7 @@ def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:
         "check_params",
         "champions",
         "train_gan",
+        "score_val@gan",
         "evaluate",
         "score_champions",
         "decide",

@@ -53,6 +53,12 @@ def fake_project(project_copy: Path) -> Path:
     shutil.copy(HERE / "fake_stage.py", project_copy / "fake_stage.py")
     shutil.copy(HERE / "fake_dvc.yaml", project_copy / "dvc.yaml")
     (project_copy / "dvc.lock").unlink(missing_ok=True)
+    import yaml  # the policy names the real graph's stages; keep those of the fake one
+
+    params = yaml.safe_load((project_copy / "params.yaml").read_text())
+    pools = params["orchestration"]["pools"]
+    params["orchestration"]["pools"] = {s: p for s, p in pools.items() if s in FAKE_STAGES}
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project_copy
 
 

@@ -21,7 +21,7 @@ import yaml
 from genpipe.config import load_params
 from pipelines.worker import worker_env
 from tests.conftest import copy_project, venv_bin
-from tests.pipelines.conftest import HERE, prefect_server, stop_group
+from tests.pipelines.conftest import FAKE_STAGES, HERE, prefect_server, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def controller(root: Path, code: Path, remote: Path) -> Path:
     (project / ".gitignore").write_text((project / ".gitignore").read_text() + "/trace/\n")
     params = yaml.safe_load((project / "params.yaml").read_text())
     orchestration = params["orchestration"]
-    orchestration["pools"] = {s: POOLS.get(s, "local") for s in orchestration["pools"]}
+    orchestration["pools"] = {s: POOLS.get(s, "local") for s in FAKE_STAGES}
     orchestration.update(queue_timeout_seconds=900, poll_seconds=1, worker_poll_seconds=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project

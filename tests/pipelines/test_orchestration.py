@@ -22,21 +22,12 @@ from pipelines.dispatch import (
 )
 from pipelines.dvc_stage import StageFailed
 from pipelines.plan import PlanError, check_policy
-from tests.conftest import REPO
+from tests.conftest import REPO, dvc_stages
 from tests.params import merge, raw_params
 
 CONFIG = Params.from_dict(raw_params()).orchestration
 
-
-def _stages() -> list[str]:
-    """dvc.yaml's stages as DVC names them (a matrix stage once per item: score_val@vae)."""
-    from dvc.repo import Repo
-
-    with Repo(str(REPO)) as repo:
-        return [s.name for s in repo.index.stages if getattr(s, "name", None)]
-
-
-STAGES = _stages()
+STAGES = dvc_stages()
 
 
 def test_prefect_yaml_deploys_the_stage_flow_on_every_pool_of_params_yaml() -> None:

@@ -39,7 +39,10 @@ def test_champion_loads_in_a_fresh_interpreter_without_the_repo(
     champions: None, tmp_path: Path
 ) -> None:
     script = (
-        "import sys; sys.path[:] = [p for p in sys.path if not p.endswith('/src')]\n"
+        # as if genpipe were not installed: no editable-install finder, no src/ on the path
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path"
+        " if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+        "sys.path[:] = [p for p in sys.path if not p.endswith('/src')]\n"
         "import importlib.util; assert importlib.util.find_spec('genpipe') is None\n"
         "import mlflow, pandas as pd\n"
         f"m = mlflow.pyfunc.load_model('models:/{GEN}@champion')\n"
