@@ -36,14 +36,18 @@ def team_blocks() -> list[str]:
     return [b.text for b in command_blocks(REPO / "docs" / "team.md") if b.heading in sections]
 
 
-def link_venv(checkout: Path) -> str:
-    """What stands for `make install`: the test's venv, and a pyproject.toml older than its stamp
-    (a fresh clone's is new, and make would reinstall)."""
-    return f"ln -s {VENV} .venv && touch -d @0 pyproject.toml && source .venv/bin/activate"
+def install_by_link(checkout: Path) -> str:
+    """What stands for `make install`, as shell: the test's venv, and the files make installs from
+    older than its stamp (a fresh clone's are new: make would reinstall genpipe, editable from
+    this clone, into the test's venv)."""
+    return (
+        f"ln -s {VENV} .venv && touch -d @0 pyproject.toml requirements.lock"
+        " && source .venv/bin/activate"
+    )
 
 
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> str:
-    script = block.replace(INSTALL, link_venv(cwd))
+    script = block.replace(INSTALL, install_by_link(cwd))
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=cwd,
@@ -95,7 +99,7 @@ def test_the_readme_team_flow_with_two_clones(tmp_path: Path) -> None:
     (host / "dvc.lock").unlink(missing_ok=True)
     for args in (["add", "-A"], ["commit", "-qm", "tiny params for the team flow"]):
         subprocess.run(["git", *args], cwd=host, env=env, check=True, capture_output=True)
-    subprocess.run(["bash", "-c", link_venv(host)], cwd=host, check=True)
+    subprocess.run(["bash", "-c", install_by_link(host)], cwd=host, check=True)
     try:
         run_block(services_block, host, env)
         (tmp_path / "a").mkdir()
