@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+## Create .venv if absent and install requirements.lock, then genpipe (what every target needs).
 install: $(STAMP)
 
 ## Re-resolve requirements.lock from pyproject.toml (after changing a dependency), then install it.
@@ -66,10 +67,12 @@ coverage: $(STAMP)
 	rm -rf .coverage-data
 	$(BIN)/python -m pytest $(XDIST) --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
+## ruff: lint and format check of src, tests, pipelines and benchmarks.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests pipelines benchmarks
 	$(BIN)/ruff format --check src tests pipelines benchmarks
 
+## ruff: format and fix what it can.
 format: $(STAMP)
 	$(BIN)/ruff format src tests pipelines benchmarks
 	$(BIN)/ruff check --fix src tests pipelines benchmarks
@@ -254,7 +257,7 @@ flow-dispatch: $(STAMP)
 	$(BIN)/python -m pipelines --dispatch $(FLOW_ARGS)
 	$(MAKE) --no-print-directory share
 
-# --- Data-parallel training on several machines (README: "Data-parallel training"). Node 0 runs
+# --- Data-parallel training on several machines (docs/distributed.md). Node 0 runs
 # `dvc repro`; every other node joins with the same stage command (read from dvc.yaml) and its
 # node rank. It needs the same commit, params.yaml and data/prepared as node 0.
 TASK ?= gan
@@ -266,3 +269,10 @@ train-node: $(STAMP)
 	GENPIPE_NODE_RANK=$(NODE_RANK) $(BIN)/python -c 'import os, yaml; \
 		cmd = yaml.safe_load(open("dvc.yaml"))["stages"]["train_$(TASK)"]["cmd"]; \
 		os.execvp("sh", ["sh", "-c", cmd])'
+
+## List every target with what it does (the `##` lines above each target).
+.PHONY: help
+help:
+	@awk '/^## /{doc = doc (doc ? " " : "") substr($$0, 4); next} /^$$/{doc = ""} \
+		/^[a-z][a-z0-9-]*:/ {if (doc) {split($$0, t, ":"); printf "  %-20s %s\n", t[1], doc}; doc = ""}' \
+		$(MAKEFILE_LIST)

@@ -170,6 +170,14 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def link_venv(project: Path) -> None:
+    """What stands for `make install` in a project copy: the tests' venv as its .venv, and the
+    files make installs from older than the venv's stamp (a copy's are new: make would reinstall)."""
+    (project / ".venv").symlink_to(venv_bin().parent)
+    for name in ("pyproject.toml", "requirements.lock"):
+        os.utime(project / name, (0, 0))
+
+
 @pytest.fixture
 def netns_lab() -> Iterator[Callable[[Sequence[str]], NetnsLab]]:
     """Factory: hosts as network namespaces on a private bridge (tests/netns.py), torn down after

@@ -21,7 +21,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import REPO
+from tests import markdown_blocks
+from tests.conftest import REPO, link_venv
 from tests.registry.conftest import free_port, stop_group, wait_http
 from tests.registry.test_register_local import run_stage
 
@@ -31,16 +32,9 @@ README_PORTS = {"restoration": 5001, "generation": 5002}
 
 
 def readme_commands() -> list[str]:
-    """Every command of the README's ```bash blocks, continuation lines joined, comments cut."""
-    text = (REPO / "README.md").read_text()
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        joined = re.sub(r"\\\n\s*", "", block)
-        for line in joined.splitlines():
-            line = re.sub(r"\s+#\s.*$", "", line).strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
-    return commands
+    """Every command of the README's command blocks, continuation lines joined, comments cut."""
+    blocks = markdown_blocks.command_blocks(REPO / "README.md")
+    return [c for block in blocks for c in markdown_blocks.commands(block.text)]
 
 
 def pick(commands: list[str], pattern: str) -> list[str]:
@@ -71,8 +65,7 @@ def project_with_champions(
 ) -> Path:
     """A fresh-clone-like project: the test's venv as .venv, champions in mlflow/mlflow.db."""
     # the copied params.yaml is the repo's: digits, registry prefix genpipe
-    (project_copy / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    os.utime(project_copy / "pyproject.toml", (0, 0))  # older than .venv/.installed: no reinstall
+    link_venv(project_copy)
     store = project_copy / "mlflow" / "mlflow.db"
     shutil.copy(migrated_mlflow_db, store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
@@ -190,9 +183,9 @@ def check_bad_requests(ports: dict[str, int]) -> None:
 
 def test_readme_serve_commands_and_curls_work_verbatim(project_with_champions: Path) -> None:
     project = project_with_champions
-    commands = readme_commands()
+    readme = readme_commands()
     ports = {"restoration": free_port(), "generation": free_port()}
-    make_serves = pick(commands, r"^make serve TASK=")
+    make_serves = pick(readme, r"^make serve TASK=")
     assert {re.search(r"TASK=(\w+)", c).group(1) for c in make_serves} == set(ports)  # type: ignore[union-attr]
     for command in make_serves:
         dry = subprocess.run(
@@ -207,17 +200,17 @@ def test_readme_serve_commands_and_curls_work_verbatim(project_with_champions: P
             servers[task] = start(on_port(command, ports), project, project / f"{task}.log")
         for task, proc in servers.items():
             wait_served(ports[task], proc, project / f"{task}.log")
-        check_readme_curls(commands, project, ports)
+        check_readme_curls(readme, project, ports)
         check_bad_requests(ports)
 
         # the by-hand form of the README, on a new port (the old server may still answer /ping
         # while it shuts down)
         stop_group(servers.pop("restoration"))
         ports["restoration"] = free_port()
-        [by_hand] = pick(commands, r"mlflow models serve")
+        [by_hand] = pick(readme, r"mlflow models serve")
         servers["by-hand"] = start(on_port(by_hand, ports), project, project / "by-hand.log")
         wait_served(ports["restoration"], servers["by-hand"], project / "by-hand.log")
-        for command in pick(commands, r"^curl .*127\.0\.0\.1:5001"):
+        for command in pick(readme, r"^curl .*127\.0\.0\.1:5001"):
             assert curl(on_port(command, ports), project)[0] == 200
     finally:
         for proc in servers.values():
