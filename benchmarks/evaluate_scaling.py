@@ -35,9 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def mnist_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    from genpipe.data.idx import read_idx_pair
+    import tempfile
 
-    return read_idx_pair(folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    from torchvision.datasets.utils import extract_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images, labels = (
+            extract_archive(str(folder / f"t10k-{kind}-ubyte.gz"), tmp)
+            for kind in ("images-idx3", "labels-idx1")
+        )
+        return read_image_file(images).numpy(), read_label_file(labels).numpy()
 
 
 def preset_params(preset: Path, workdir: Path, mnist: Path) -> Path:
