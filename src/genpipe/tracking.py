@@ -557,7 +557,13 @@ def log_dataset(run_id: str, name: str, prepared: Path, data_hash: str, context:
     digest = dvc_hash(prepared) or data_hash[:32]
     dataset = MetaDataset(resolve_dataset_source(str(Path(prepared).resolve())), name, digest)
     tags = [InputTag("mlflow.data.context", context), InputTag("genpipe.data_hash", data_hash)]
-    MlflowClient().log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+    from mlflow.exceptions import MlflowException
+
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags)]
+    try:
+        MlflowClient().log_inputs(run_id, inputs)
+    except MlflowException:  # a stage beside this one inserted the same dataset first (SQLite)
+        MlflowClient().log_inputs(run_id, inputs)
 
 
 def download_model_file(source: str, dest: Path) -> Path:

@@ -12,10 +12,10 @@ import yaml
 
 from genpipe.overrides import as_override_strings
 from pipelines.genpipe_flow import genpipe_pipeline, main
-from tests.conftest import REPO
-from tests.pipelines.conftest import TINY_REAL_PARAMS, stage_names
+from tests.conftest import dvc_stages
+from tests.pipelines.conftest import TINY_REAL_PARAMS
 
-STAGES = stage_names(REPO / "dvc.yaml")
+STAGES = dvc_stages()
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
