@@ -25,7 +25,7 @@ from genpipe.evaluation.schema import Incumbent, Incumbents, Report, TaskIncumbe
 from genpipe.registry import mlflow_registry
 from genpipe.registry.schema import Champions, Decision
 from genpipe.stages import champions, decide, register
-from tests.params import raw_params
+from tests.params import merge, raw_params
 from tests.registry.conftest import metric
 
 GEN, REST = "genpipe-digits-generation", "genpipe-digits-restoration"
@@ -65,10 +65,16 @@ def scored(snapshot: Champions, report: Report, values: dict[str, float]) -> Inc
     return Incumbents(protocol_hash=report.protocol_hash, tasks=tasks)
 
 
-def snapshot_and_decide(report: Path, out: Path, values: dict[str, float] | None = None) -> Path:
-    """The champions, score_champions and decide stages; returns decision.json."""
+def snapshot_and_decide(
+    report: Path,
+    out: Path,
+    values: dict[str, float] | None = None,
+    params_extra: dict | None = None,
+) -> Path:
+    """The champions, score_champions and decide stages; returns decision.json. The params
+    (raw_params, merged with `params_extra`) go to out/../params.yaml."""
     params = out.parent / "params.yaml"
-    params.write_text(yaml.safe_dump(raw_params()))
+    params.write_text(yaml.safe_dump(merge(raw_params(), params_extra or {})))
     out.mkdir(parents=True, exist_ok=True)
     assert (
         champions.main(

@@ -17,43 +17,17 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from genpipe.evaluation.schema import Report
-from genpipe.registry.schema import Champions
-from genpipe.stages import champions, decide, register
-from tests.params import merge, raw_params
+from genpipe.stages import champions, register
+from tests.params import raw_params
 from tests.registry.conftest import free_port
-from tests.registry.test_register_local import scored
+from tests.registry.test_register_local import snapshot_and_decide
 
 
 def decided(tmp_path: Path, report: Path, prefix: str) -> Path:
     """champions, score_champions (no champion yet) and decide for `report`, under models named
     <prefix>-digits-<task>; returns decision.json."""
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(merge(raw_params(), {"register": {"model_name_prefix": prefix}}))
-    )
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    assert (
-        champions.main(
-            [
-                "--params",
-                str(params),
-                "--out",
-                str(out / "champions.json"),
-                "--work",
-                str(out / "work"),
-            ]
-        )
-        == 0
-    )
-    snapshot = Champions.model_validate_json((out / "champions.json").read_text())
-    held = scored(snapshot, Report.model_validate_json(report.read_text()), {})
-    (out / "incumbents.json").write_text(held.model_dump_json())
-    argv = ["--params", str(params), "--report", str(report), "--out", str(out)]
-    argv += ["--incumbents", str(out / "incumbents.json")]
-    assert decide.main([*argv, "--metrics", str(out / "metrics.json")]) == 0
-    return out / "decision.json"
+    extra = {"register": {"model_name_prefix": prefix}}
+    return snapshot_and_decide(report, tmp_path / "out", params_extra=extra)
 
 
 @pytest.mark.slow
