@@ -39,8 +39,9 @@ def expected_automations(config: OrchestrationConfig) -> list[Any]:
     specs = [
         {
             "name": "genpipe-zombie",
-            "description": "a flow run whose heartbeats stop is Crashed",
-            "trigger": proactive("heartbeat", ["*"], zombie),
+            # dispatched runs only: a run in the flow's own process ends with that process
+            "description": "a dispatched stage run whose heartbeats stop is Crashed",
+            "trigger": proactive("heartbeat", ["*"], zombie, DISPATCH_TAG),
             "actions": [{"type": "change-flow-run-state", "state": "CRASHED", "name": "NoHeartbeat",
                          "message": f"no heartbeat for {zombie} s: its worker host died or lost "
                          "the network"}],

@@ -15,17 +15,20 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torchvision.datasets import ImageFolder
-from torchvision.transforms.v2 import functional as F
 
 from genpipe import io
 from genpipe.config.data import DataConfig
-from genpipe.data import mnist
 from genpipe.errors import GenpipeError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and torchvision are imported where they are used: digits, the default source, and the
+# prepare stage (which only reads data/raw) need neither.
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ def load_source(cfg: DataConfig, download_dir: Path) -> RawData:
         raw = load_folder(cfg.folder, cfg.max_images, cfg.image_size, cfg.channels)
         raw = RawData(raw.images, raw.labels, raw.classes, {"dataset": cfg.name, **raw.info})
     else:
+        from genpipe.data import mnist
+
         images, labels, info = mnist.load(cfg.dataset, cfg.download, Path(download_dir))
         info = {"dataset": cfg.dataset, "splits": list(cfg.download.splits), **info}
         raw = RawData(images, labels.astype(np.int64), mnist.DATASETS[cfg.dataset][1], info)
@@ -98,6 +103,10 @@ def load_folder(
     names; files: PNG/JPEG, in sorted order; `load_rgb` decodes). `channels` null: 1 if every
     image is grayscale (R = G = B), else 3; `image_size` null: every image must have the same
     size. All unreadable files are reported in one error."""
+    import torch
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms.v2 import functional as F
+
     try:
         tree = ImageFolder(str(root), loader=load_rgb, is_valid_file=_image_file)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -162,6 +171,9 @@ def load_rgb(path: str) -> torch.Tensor:
     Pillow decodes, as in torchvision's default loader: torchvision.io's PNG decoder takes the
     process down on a corrupt compressed stream instead of raising.
     """
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
         if img.mode.startswith("I"):  # 16/32-bit integer grayscale
@@ -180,10 +192,16 @@ def _image_file(path: str) -> bool:
 def conform(images: np.ndarray, image_size: int | None, channels: int | None) -> np.ndarray:
     """uint8 [N, C, H, W] to `channels` (torchvision's grayscale <-> RGB) and to a square
     `image_size` (bilinear, antialiased), as configured."""
+    resize = image_size and tuple(images.shape[2:]) != (image_size, image_size)
+    if not resize and not (channels and images.shape[1] != channels):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
     x = torch.from_numpy(np.ascontiguousarray(images))
     if channels and x.shape[1] != channels:
         x = F.grayscale_to_rgb(x) if channels == 3 else F.rgb_to_grayscale(x)
-    if image_size and tuple(x.shape[2:]) != (image_size, image_size):
+    if resize:
         x = F.resize(x, [image_size, image_size], antialias=True)  # bilinear
     return np.ascontiguousarray(x.numpy(), dtype=np.uint8)
 
