@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,29 +103,36 @@ def digest(project: Path, *paths: str) -> dict[str, str]:
     return found
 
 
-def registry(project: Path) -> dict[str, dict]:
-    """name -> {versions, champion} in the project's MLflow store.
+REGISTRY_SCRIPT = """
+import json, sys
+from mlflow import MlflowClient
+client = MlflowClient(tracking_uri=sys.argv[1])
+found = {}
+for model in client.search_registered_models():
+    versions = client.search_model_versions(f"name = '{model.name}'")
+    found[model.name] = {
+        "versions": sorted(int(v.version) for v in versions),
+        "champion": model.aliases.get("champion"),
+    }
+print(json.dumps(found))
+"""
 
-    Read with sqlite3 on a fresh connection: an MLflow client caches its store per URI, and after
-    the test deletes mlflow.db that cached engine would still read the deleted file.
+
+def registry(project: Path) -> dict[str, dict]:
+    """name -> {versions, champion} in the project's MLflow store, read by MLflow's client.
+
+    In a process of its own: a client caches its store per URI, and after the test deletes
+    mlflow.db that cached engine would still read the deleted file.
     """
-    db = sqlite3.connect(project / "mlflow" / "mlflow.db")
-    try:
-        names = [n for (n,) in db.execute("SELECT name FROM registered_models ORDER BY name")]
-        found = {}
-        for name in names:
-            versions = db.execute("SELECT version FROM model_versions WHERE name = ?", (name,))
-            champion = db.execute(
-                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                (name, "champion"),
-            ).fetchone()
-            found[name] = {
-                "versions": sorted(int(v) for (v,) in versions),
-                "champion": None if champion is None else str(champion[0]),
-            }
-        return found
-    finally:
-        db.close()
+    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTRY_SCRIPT, uri], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    return {
+        name: {**state, "champion": None if state["champion"] is None else str(state["champion"])}
+        for name, state in found.items()
+    }
 
 
 def test_pipeline_revert_wiped_store_and_protocol_change(project: Path) -> None:

@@ -9,6 +9,7 @@ where `source .venv/bin/activate` ran; the README's own store (mlflow/mlflow.db)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, link_venv, venv_bin
-from tests.e2e.test_dvc_pipeline import commit
+from tests.e2e.test_dvc_pipeline import commit, ran
 from tests.e2e.tiny import shrink_params
 from tests.markdown_blocks import Block, local_blocks
 
@@ -59,6 +60,23 @@ def run(block: Block, cwd: Path, env: dict[str, str]) -> str:
     return out
 
 
+def experiments_went_back_to_the_baseline(project: Path, env: dict[str, str], out: str) -> None:
+    """The experiment reran only the GAN branch, its metrics differ from HEAD's, and `dvc exp
+    apply HEAD` brought the baseline back from the cache: nothing is stale."""
+    assert {"train_gan", "evaluate", "decide"} <= ran(out) and "train_vae" not in ran(out), out
+    assert "generation.fd.gan" in out  # dvc metrics diff: the GAN's numbers moved
+    committed = subprocess.run(
+        ["git", "show", "HEAD:data/metrics.json"], cwd=project, capture_output=True, text=True
+    )
+    assert (project / "data/metrics.json").read_text() == committed.stdout
+    status = subprocess.run(
+        [str(venv_bin() / "dvc"), "status", "--json"],
+        cwd=project, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stale = json.loads(status.stdout)
+    assert "train_gan" not in stale and "evaluate" not in stale, stale
+
+
 def test_readme_local_blocks_run_in_order_on_a_fresh_clone(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -74,7 +92,11 @@ def test_readme_local_blocks_run_in_order_on_a_fresh_clone(
     home.mkdir()
     env = user_env(home)
 
-    outputs = [run(block, project, env) for block in blocks]
+    outputs = []
+    for block in blocks:
+        outputs.append(run(block, project, env))
+        if block.heading == "Experiments and plots":
+            experiments_went_back_to_the_baseline(project, env, outputs[-1])
 
     joined = "\n".join(outputs)
     assert "Running stage 'train_gan'" in outputs[0]  # make pipeline trained
