@@ -37,6 +37,12 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end (`slow`) tests first: pytest-xdist deals the first items out round-robin, so
+    each worker starts on a long test and the short ones fill in at the end, instead of one long
+    test running alone after everything else has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 @pytest.fixture(scope="session")
 def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store whose schema is created once per session (migrations are slow)."""
