@@ -43,6 +43,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     test running alone after everything else has finished."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
+
 @pytest.fixture(scope="session")
 def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store whose schema is created once per session (migrations are slow)."""

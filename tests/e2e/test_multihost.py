@@ -29,7 +29,8 @@ from tests.e2e.multihost import (
 )
 from tests.netns import NetnsLab, netns_available
 
-pytestmark = pytest.mark.slow
+# one worker runs the module, so its hosts and servers (the module fixture `team`) start once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 
 WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
 SPARE, SPARE_POOLS = "worker-c", ("genpipe-gpu", "genpipe-cpu")  # joins in the fault test only

@@ -23,7 +23,8 @@ from pipelines.worker import worker_env
 from tests.conftest import copy_project, venv_bin
 from tests.pipelines.conftest import FAKE_STAGES, HERE, prefect_server, stop_group
 
-pytestmark = pytest.mark.slow
+# one worker runs the module, so its server and worker (the module fixture `team`) start once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dispatch-live")]
 
 WORKER = "worker-one"
 POOLS = {"train_vae": "genpipe-gpu", "train_gan": "genpipe-gpu", "train_evaluator": "genpipe-gpu"}

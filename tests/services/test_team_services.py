@@ -23,7 +23,8 @@ import pytest
 from tests.conftest import venv_bin
 from tests.services.conftest import TeamServices
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# one worker runs the module, so its services (the module fixture `team`) start once
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("team-services")]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
