@@ -51,13 +51,12 @@ def mnist_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def preset_params(preset: Path, workdir: Path, mnist: Path) -> Path:
     """params.yaml with the preset's overrides applied (the way the flow applies them)."""
     from genpipe.config import load_params
-    from genpipe.overrides import apply_overrides
-    from pipelines.genpipe_flow import read_preset
+    from genpipe.overrides import apply_overrides, read_preset
 
     path = workdir / "params.yaml"
     shutil.copy(REPO / "params.yaml", path)
     mirror = f"data.download.mirrors=[{mnist.resolve().as_uri()}/]"  # never fetched here
-    apply_overrides(path, [*read_preset(str(preset)), mirror])
+    apply_overrides(path, [*read_preset(preset), mirror])
     load_params(path)
     return path
 

@@ -24,6 +24,8 @@ from prefect.states import Completed, State
 
 from genpipe import cpu
 from genpipe.errors import GenpipeError
+from genpipe.overrides import read_preset
+from genpipe.services.servers import prefect_api_unusable
 from genpipe.settings import project_root
 from pipelines import dvc_stage, run_summary
 from pipelines.dvc_stage import StageFailed, StageResult
@@ -196,35 +198,6 @@ def _results_or_raise(
     return [f.result() for f in futures.values()]
 
 
-def read_preset(path: str) -> list[str]:
-    """A preset is a YAML list of `key=value` overrides, the same grammar as -S."""
-    import yaml
-
-    try:
-        items = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise GenpipeError(f"preset {path}: unreadable ({exc})") from None
-    if not isinstance(items, list) or not all(isinstance(i, str) and "=" in i for i in items):
-        raise GenpipeError(f"preset {path}: expected a YAML list of 'key=value' strings")
-    return items
-
-
-def unreachable_api(environ: Mapping[str, str]) -> str | None:
-    """Why the Prefect API in PREFECT_API_URL cannot be used, or None (unset: Prefect starts a
-    temporary local one): one line instead of Prefect's traceback."""
-    from genpipe.services.servers import prefect_api_problem
-
-    url = environ.get("PREFECT_API_URL")
-    if not url or (problem := prefect_api_problem(url, "/admin/version", environ)) is None:
-        return None
-    return (
-        f"the Prefect API at PREFECT_API_URL={url} cannot be used ({problem}). Start it "
-        "(`make services-up`, or `make prefect-server`), set PREFECT_API_URL and "
-        'PREFECT_API_AUTH_STRING with eval "$(make -s services-env)", or unset PREFECT_API_URL '
-        "to run with a temporary local API"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m pipelines [-S key=value ...] [--preset FILE] [--dispatch]`: one flow run."""
     # fmt: off
@@ -237,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run stages on workers of their pools (default: orchestration.dispatch)")
     # fmt: on
     args = p.parse_args(argv)
-    if problem := unreachable_api(os.environ):
+    if problem := prefect_api_unusable(os.environ):
         print(f"genpipe pipeline: error: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -245,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        overrides = [*(read_preset(args.preset) if args.preset else []), *args.overrides]
+        overrides = [*(read_preset(Path(args.preset)) if args.preset else []), *args.overrides]
         result = genpipe_pipeline(overrides or None, args.project, args.dispatch)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)

@@ -113,3 +113,14 @@ def _hydra_literal(value: Any) -> str:
     if isinstance(value, Sequence):
         return "[" + ",".join(_hydra_literal(v) for v in value) + "]"
     raise OverrideError(f"cannot express override value {value!r} ({type(value).__name__})")
+
+
+def read_preset(path: Path) -> list[str]:
+    """A preset is a YAML list of `key=value` overrides, the same grammar as -S."""
+    try:
+        items = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GenpipeError(f"preset {path}: unreadable ({exc})") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) and "=" in i for i in items):
+        raise GenpipeError(f"preset {path}: expected a YAML list of 'key=value' strings")
+    return items

@@ -113,10 +113,10 @@ def test_malformed_overrides_are_rejected() -> None:
 
 def test_shipped_mnist_preset_is_valid(params: Path) -> None:
     from genpipe.config import load_params
-    from pipelines.genpipe_flow import read_preset
+    from genpipe.overrides import read_preset
 
     repo = Path(__file__).resolve().parents[2]
-    preset = read_preset(str(repo / "params" / "mnist.yaml"))
+    preset = read_preset(repo / "params" / "mnist.yaml")
     apply_overrides(params, [*preset, "data.download.mirrors=[http://127.0.0.1:8765/]"])
     loaded = load_params(params)
     assert loaded.data.dataset == "mnist" and loaded.data.download.splits == ["t10k"]
@@ -125,10 +125,10 @@ def test_shipped_mnist_preset_is_valid(params: Path) -> None:
 
 def test_shipped_gpu_preset_is_valid(params: Path) -> None:
     from genpipe.config import load_params
-    from pipelines.genpipe_flow import read_preset
+    from genpipe.overrides import read_preset
 
     repo = Path(__file__).resolve().parents[2]
-    preset = read_preset(str(repo / "params" / "gpu.yaml"))
+    preset = read_preset(repo / "params" / "gpu.yaml")
     # the preset's header gives the mirror on the command line, as here
     apply_overrides(params, [*preset, "data.download.mirrors=[http://127.0.0.1:8765/]"])
     loaded = load_params(params)
@@ -138,9 +138,9 @@ def test_shipped_gpu_preset_is_valid(params: Path) -> None:
 
 def test_a_malformed_preset_is_named(tmp_path: Path) -> None:
     from genpipe.errors import GenpipeError
-    from pipelines.genpipe_flow import read_preset
+    from genpipe.overrides import read_preset
 
     bad = tmp_path / "preset.yaml"
     bad.write_text("data.dataset: mnist\n")
     with pytest.raises(GenpipeError, match=str(bad)):
-        read_preset(str(bad))
+        read_preset(bad)

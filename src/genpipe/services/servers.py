@@ -48,6 +48,20 @@ def prefect_api_problem(
     return http_probe(f"{api.rstrip('/')}{path}", timeout, header)
 
 
+def prefect_api_unusable(environ: Mapping[str, str]) -> str | None:
+    """Why the Prefect API in PREFECT_API_URL cannot be used, or None (unset: Prefect starts a
+    temporary local one): one line instead of Prefect's traceback."""
+    url = environ.get("PREFECT_API_URL")
+    if not url or (problem := prefect_api_problem(url, "/admin/version", environ)) is None:
+        return None
+    return (
+        f"the Prefect API at PREFECT_API_URL={url} cannot be used ({problem}). Start it "
+        "(`make services-up`, or `make prefect-server`), set PREFECT_API_URL and "
+        'PREFECT_API_AUTH_STRING with eval "$(make -s services-env)", or unset PREFECT_API_URL '
+        "to run with a temporary local API"
+    )
+
+
 def http_probe(url: str, timeout: float, authorization: str | None = None) -> str | None:
     """None if `url` answers HTTP 200, else why not."""
     request = urllib.request.Request(url)
