@@ -169,7 +169,8 @@ def diagnose(exc: BaseException) -> TrackingError | None:
     try:
         check_server(uri)
     except TrackingError as found:
-        return found
+        failed = " ".join(str(exc).split())[:300]
+        return TrackingError(f"{found} The call that failed: {type(exc).__name__}: {failed}")
     return None
 
 
