@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 CHILD = """
@@ -44,19 +47,44 @@ def _wait_until_open(child: subprocess.Popen[str], path: Path, deadline_s: float
     raise AssertionError(f"the child never opened {path}")
 
 
-def test_a_process_waits_while_another_is_still_migrating_the_store(tmp_path: Path) -> None:
+def test_a_process_waits_while_another_is_still_migrating_the_store(
+    tmp_path: Path, migrated_mlflow_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The store file exists (another process is half-way through creating it) but is not ready:
-    a second process must wait for the creator, not use the half-made store."""
+    a second opener must wait for the creator's lock, then use the store the creator finished
+    (never migrate or read the half-made one). The creator is this test, holding the lock."""
+    import filelock
+
+    from genpipe import tracking
+
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"")  # what a creator leaves on disk before its migration has run
+    waiting = threading.Event()
+
+    class Observed(filelock.FileLock):  # tells the test the opener has reached the lock
+        def acquire(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            waiting.set()
+            return super().acquire(*args, **kwargs)
+
+    monkeypatch.setattr(filelock, "FileLock", Observed)
+    failed: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            tracking._create_sqlite_store(f"sqlite:///{db}")
+        except BaseException as exc:  # reported by the test thread
+            failed.append(exc)
+
     with FileLock(f"{db}.lock"):  # the creator holds the lock
-        child = _start(db)
-        _wait_until_open(child, Path(f"{db}.lock"))  # the child is now trying to take the lock
-        assert child.poll() is None, child.communicate()  # ... and waits for it
-        assert not (tmp_path / "mlflow.db.ready").exists()
-    _, err = child.communicate(timeout=600)
-    assert child.returncode == 0, err
-    assert (tmp_path / "mlflow.db.ready").exists()
+        opener = threading.Thread(target=open_store)
+        opener.start()
+        assert waiting.wait(timeout=120), "the opener never reached the lock"
+        assert opener.is_alive() and db.read_bytes() == b""  # it waits, the store untouched
+        shutil.copyfile(migrated_mlflow_db, db)  # the creator's migration ends ...
+        (tmp_path / "mlflow.db.ready").touch()  # ... and it says so, then lets go of the lock
+    opener.join(timeout=600)
+    assert not opener.is_alive() and failed == []
+    assert db.read_bytes() == migrated_mlflow_db.read_bytes()  # used as the creator left it
 
 
 def test_three_processes_create_one_store_at_once(tmp_path: Path) -> None:
