@@ -14,7 +14,8 @@ from tests.pipelines.conftest import FAKE_STAGES, trace
 
 STAGES = FAKE_STAGES
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+# one worker runs the module: the temporary Prefect API starts once, not once per worker
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.xdist_group("prefect-flow")]
 
 
 def _artifacts(flow_run_id: str) -> dict[str, object]:
