@@ -182,6 +182,7 @@ pipeline-mnist: $(STAMP)
 # TARGET (decide: never register). SWEEP in DVC's sweep syntax, as `dvc exp run --queue -S` takes
 # it; ';' separates grids listed one after another. Compare with `dvc exp show --only-changed`.
 SWEEP ?= train.seed=range(0,3)
+DISPATCH ?=
 TARGET ?= decide
 JOBS ?= 2
 NAME ?=
@@ -189,7 +190,7 @@ NAME ?=
 
 ## make sweep SWEEP="train.seed=range(0,3)": the seed table and register's seed-spread flags
 sweep: $(STAMP)
-	$(BIN)/python -m pipelines.sweep --target $(TARGET) --jobs $(JOBS) $(if $(NAME),-n "$(NAME)") "$(SWEEP)"
+	$(BIN)/python -m pipelines.sweep --target $(TARGET) --jobs $(JOBS) $(if $(NAME),-n "$(NAME)") $(if $(DISPATCH),--dispatch) "$(SWEEP)"
 
 ## The seed sweep under the name register's messages give it: make verdict-seeds SEEDS=5
 SEEDS ?= 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import string
 import subprocess
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -19,10 +20,13 @@ class CodeError(GenpipeError):
 
 def git_env(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` for git: never prompt; over ssh, the team key (GENPIPE_DVC_REMOTE_KEYFILE) and
-    the services' host key (GENPIPE_SSH_KNOWN_HOSTS), unless GIT_SSH_COMMAND is set."""
+    the services' host key (GENPIPE_SSH_KNOWN_HOSTS), unless GIT_SSH_COMMAND is set. A set one
+    gets its $VARIABLES expanded: DVC's git (dulwich) runs it without a shell."""
     env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
     key, known = environ.get("GENPIPE_DVC_REMOTE_KEYFILE"), environ.get("GENPIPE_SSH_KNOWN_HOSTS")
-    if key and known and "GIT_SSH_COMMAND" not in environ:
+    if command := environ.get("GIT_SSH_COMMAND"):
+        env["GIT_SSH_COMMAND"] = string.Template(command).safe_substitute(environ)
+    elif key and known:
         options = [f"UserKnownHostsFile={known} ~/.ssh/known_hosts", "StrictHostKeyChecking=yes",
                    "BatchMode=yes", "ConnectTimeout=15"]  # fmt: skip
         env["GIT_SSH_COMMAND"] = shlex.join(["ssh", "-i", key, *(f"-o{o}" for o in options)])
