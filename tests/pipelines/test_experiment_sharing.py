@@ -1,7 +1,8 @@
-"""A sweep member's way back from a worker, with real DVC and git in temporary repos: the worker's
-clone runs the member as `dvc exp run --temp --pull` (the baseline's output pulled from the DVC
-remote, not rerun), `experiments.push` sends it to the shared git repo and DVC remote, and the
-controller's `experiments.pull` makes `dvc exp show` there list it with its metrics."""
+"""A sweep member's way back from a worker, with real DVC and git in temporary repos: a
+worktree of a mirror (a worker's checkout) runs the member as `dvc exp run --temp --pull` (the
+baseline's output pulled from the DVC remote, not rerun), `experiments.push` sends it to the
+shared git repo and DVC remote, and the controller's `experiments.pull` makes `dvc exp show`
+there list it with its metrics."""
 
 from __future__ import annotations
 
@@ -67,8 +68,20 @@ def test_a_member_run_on_a_clone_comes_back_through_exp_push_and_pull(tmp_path: 
     git(ctl, "push", "-q", str(shared), "HEAD:refs/heads/main")
     baseline = git(ctl, "rev-parse", "HEAD")
 
-    worker = tmp_path / "worker"
-    git(tmp_path, "clone", "-q", "-b", "main", str(shared), str(worker))
+    # the worker's layout (pipelines.stage_flow.commit_checkout): a worktree of a mirror
+    mirror, worker = tmp_path / "mirror.git", tmp_path / "ws0"
+    git(tmp_path, "clone", "-q", "--mirror", str(shared), str(mirror))
+    git(
+        tmp_path,
+        "--git-dir",
+        str(mirror),
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        str(worker),
+        baseline,
+    )
     dvc(worker, "config", "--local", "cache.dir", str(tmp_path / "worker-cache"))
     member = Member("x-3-abcdef0", ("x=3",), "member")
     run = experiments.run_member(worker, member, {}, tmp_path / "member.log", 300, pull=True)
