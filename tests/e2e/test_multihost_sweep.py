@@ -80,7 +80,7 @@ def test_a_dispatched_sweep_of_four_with_one_failing(team: Team) -> None:
     assert set(hosts) == seeds | {n for n in hosts if n.startswith("n_samples")} and len(hosts) == 4
     assert set(hosts.values()) <= set(WORKERS), hosts
     [log] = team.project.glob(".genpipe/sweeps/e2e-*/logs/n_samples-100000*.log")
-    assert "on host worker-" in log.read_text() and "n_samples" in log.read_text(), log.read_text()
+    assert "on host worker-" in log.read_text() and "exceeds" in log.read_text(), log.read_text()
 
     # MLflow on the team's server: one parent, a child per member, their stage runs nested
     with team.mlflow() as client:

@@ -1,19 +1,22 @@
-"""A sweep member's way back from a worker, with real DVC and git in temporary repos: a
-worktree of a mirror (a worker's checkout) runs the member as `dvc exp run --temp --pull` (the
-baseline's output pulled from the DVC remote, not rerun), `experiments.push` sends it to the
-shared git repo and DVC remote, and the controller's `experiments.pull` makes `dvc exp show`
-there list it with its metrics."""
+"""A sweep member's way back from a worker, with real DVC and git in temporary repos: the
+worker's flow `genpipe-sweep-member`, in a worker's layout (a worktree of a mirror), runs the
+member as `dvc exp run --temp --pull` (the baseline's output pulled from the DVC remote, not rerun)
+and pushes it to the shared git repo and DVC remote; the controller's `experiments.pull` makes
+`dvc exp show` there list it with its metrics. A failing member's flow run fails, saying why."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from prefect.states import State
 
-from genpipe.sweeps.plan import Member
 from pipelines import experiments
 from pipelines.code_remote import git_env
+from pipelines.stage_flow import REMOTE_VAR
+from pipelines.sweep_member import genpipe_sweep_member
 
 DVC_YAML = """\
 stages:
@@ -30,6 +33,7 @@ stages:
 MEMBER_PY = """\
 import json, yaml
 x = yaml.safe_load(open("params.yaml"))["x"]
+assert x <= 5, f"x={x} is too big"
 json.dump({"x": x}, open("m.json", "w"))
 open("big.txt", "w").write(open("base.txt").read() * x)
 """
@@ -50,7 +54,9 @@ def dvc(cwd: Path, *args: str) -> None:
     assert done.returncode == 0, f"dvc {args}: {done.stdout}{done.stderr}"
 
 
-def test_a_member_run_on_a_clone_comes_back_through_exp_push_and_pull(tmp_path: Path) -> None:
+def test_a_member_run_by_the_worker_flow_comes_back_through_exp_push_and_pull(
+    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shared, storage = tmp_path / "code.git", tmp_path / "dvc-remote"
     git(tmp_path, "init", "-q", "--bare", str(shared))
     ctl = tmp_path / "ctl"
@@ -68,35 +74,39 @@ def test_a_member_run_on_a_clone_comes_back_through_exp_push_and_pull(tmp_path: 
     git(ctl, "push", "-q", str(shared), "HEAD:refs/heads/main")
     baseline = git(ctl, "rev-parse", "HEAD")
 
-    # the worker's layout (pipelines.stage_flow.commit_checkout): a worktree of a mirror
-    mirror, worker = tmp_path / "mirror.git", tmp_path / "ws0"
-    git(tmp_path, "clone", "-q", "--mirror", str(shared), str(mirror))
-    git(
-        tmp_path,
-        "--git-dir",
-        str(mirror),
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        str(worker),
-        baseline,
-    )
-    dvc(worker, "config", "--local", "cache.dir", str(tmp_path / "worker-cache"))
-    member = Member("x-3-abcdef0", ("x=3",), "member")
-    run = experiments.run_member(worker, member, {}, tmp_path / "member.log", 300, pull=True)
-    assert run.ok, run.log_path.read_text()
-    assert "Running stage 'base'" not in run.log_path.read_text()  # pulled, not rerun
-    ref = experiments.exp_ref(baseline, member.name)
-    assert experiments.holds(worker, ref)
-    experiments.push(worker, ref, str(shared))
+    # the worker's layout (pipelines.stage_flow.commit_checkout makes it): a mirror of the code
+    # repo, and the commit's folder, where the flow makes its worktree; no venv (no package here)
+    cache = tmp_path / "xdg" / "genpipe" / "worker"
+    git(tmp_path, "clone", "-q", "--mirror", str(shared), str(cache / "mirror.git"))
+    folder = cache / "commits" / baseline
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the worker's DVC cache too
+    monkeypatch.setenv("GENPIPE_DVC_REMOTE_URL", str(storage))  # as `make worker` has it
+    monkeypatch.setenv(REMOTE_VAR, str(shared))  # a job variable of the flow run
+
+    def member(name: str, x: int) -> State:
+        os.chdir(folder)  # the pull step's directory (each flow run is a process of its own)
+        params, lock = (ctl / "params.yaml").read_text(), (ctl / "dvc.lock").read_text()
+        return genpipe_sweep_member(name, "member", [f"x={x}"], baseline, params, lock, "run-id",
+                                    300.0, return_state=True)  # fmt: skip
+
+    state = member("x-3-abcdef0", 3)
+    assert state.is_completed(), state.message
+    assert state.result()["outcome"] == "ran"
+    log = (folder / "logs" / "x-3-abcdef0.log").read_text()
+    assert "Running stage 'member'" in log and "Running stage 'base'" not in log  # base pulled
+    assert member("x-3-abcdef0", 3).result()["outcome"] == "held"  # pushed again, not rerun
+    failed = member("x-9-abcdef0", 9)
+    assert failed.is_failed() and "x=9 is too big" in failed.message, failed.message
+    ref = experiments.exp_ref(baseline, "x-3-abcdef0")
 
     assert not experiments.holds(ctl, ref)
     experiments.pull(ctl, ref, str(shared))
     held = experiments.held_experiments(ctl, baseline)
-    assert held[member.name].params == {"x": 3}
-    assert held[member.name].metrics["m.json"] == {"x": 3}
-    dvc(ctl, "exp", "apply", member.name)  # its output came into the controller's cache
+    assert set(held) == {"x-3-abcdef0"}
+    assert held["x-3-abcdef0"].params == {"x": 3}
+    assert held["x-3-abcdef0"].metrics["m.json"] == {"x": 3}
+    dvc(ctl, "exp", "apply", "x-3-abcdef0")  # its output came into the controller's cache
     assert (ctl / "big.txt").read_text() == "base\n" * 3
 
     with pytest.raises(Exception, match="x-9"):
