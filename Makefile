@@ -181,6 +181,8 @@ pipeline-mnist: $(STAMP)
 # Prefect flow genpipe-sweep, JOBS at once (a Prefect global concurrency limit); members stop at
 # TARGET (decide: never register). SWEEP in DVC's sweep syntax, as `dvc exp run --queue -S` takes
 # it; ';' separates grids listed one after another. Compare with `dvc exp show --only-changed`.
+# DISPATCH=1: each member runs on a worker of orchestration.sweep_pool and comes back with
+# `dvc exp pull` (docs/sweeps.md, "On the worker pools").
 SWEEP ?= train.seed=range(0,3)
 DISPATCH ?=
 TARGET ?= decide
