@@ -33,6 +33,26 @@ def git_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def dvc_git_env(environ: Mapping[str, str], folder: Path) -> dict[str, str]:
+    """git_env for DVC's own git (`dvc exp push`, `pull`): dulwich reads the ssh command only from
+    core.sshCommand of the user's and the system's git config, no longer from GIT_SSH_COMMAND
+    (jelmer/dulwich#2209, from 1.2.1 on); so the command also goes into a system config of ours,
+    in `folder` (GIT_CONFIG_SYSTEM), that includes the machine's."""
+    from dulwich.config import ConfigFile
+
+    env, path = git_env(environ), folder / "genpipe-ssh.gitconfig"
+    system = environ.get("GIT_CONFIG_SYSTEM", "/etc/gitconfig")
+    if not (command := env.get("GIT_SSH_COMMAND")) or system == str(path):
+        return env
+    config = ConfigFile()
+    if Path(system).is_file():
+        config.set((b"include",), b"path", system.encode())
+    config.set((b"core",), b"sshCommand", command.encode())
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_to_path(str(path))
+    return {**env, "GIT_CONFIG_SYSTEM": str(path)}
+
+
 def _git(project: Path, *args: str, check: bool = True) -> str:
     done = subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True,
                           env=git_env(os.environ), timeout=120)  # fmt: skip

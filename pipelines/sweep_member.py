@@ -32,7 +32,7 @@ from pipelines.dispatch import (
     written_by,
 )
 from pipelines.experiments import MemberRun
-from pipelines.stage_flow import REMOTE_VAR, configure, workspace
+from pipelines.stage_flow import REMOTE_VAR, cache_root, configure, workspace
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,13 @@ def prepare(project: Path, config: OrchestrationConfig, sweep_id: str) -> Dispat
     from dvc.repo import Repo
 
     from genpipe import share
-    from pipelines.code_remote import git_env
+    from pipelines.code_remote import dvc_git_env
 
     with Repo(str(project)) as repo:
         outs = [out.def_path for stage in repo.index.stages for out in stage.outs]
     deployment = f"{MEMBER_FLOW}/{config.sweep_pool}"
     commit, url = check_team(project, config, written_by(outs), [deployment])
-    # `dvc exp pull` speaks git through dulwich, which runs GIT_SSH_COMMAND without a shell
-    os.environ.update({k: v for k, v in git_env(os.environ).items() if k.startswith("GIT_")})
+    os.environ.update(dvc_git_env(os.environ, project / ".dvc" / "tmp"))  # for `dvc exp pull`
     try:
         share.push(project)
     except share.ShareError as exc:
@@ -114,8 +113,10 @@ def genpipe_sweep_member(
 ) -> dict[str, str]:
     """Run one member in the working directory (the pull step's commit folder); push it."""
     from genpipe.settings import get_settings
+    from pipelines.code_remote import dvc_git_env
 
     folder, host = Path.cwd(), get_settings().host
+    os.environ.update(dvc_git_env(os.environ, cache_root()))  # for `dvc exp push`
     ref = experiments.exp_ref(commit, member)
     env = {
         "PATH": os.pathsep.join([str(folder / "venv" / "bin"), os.environ.get("PATH", "")]),

@@ -14,7 +14,7 @@ import pytest
 from prefect.states import State
 
 from pipelines import experiments
-from pipelines.code_remote import git_env
+from pipelines.code_remote import dvc_git_env, git_env
 from pipelines.stage_flow import REMOTE_VAR
 from pipelines.sweep_member import genpipe_sweep_member
 
@@ -83,6 +83,8 @@ def test_a_member_run_by_the_worker_flow_comes_back_through_exp_push_and_pull(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the worker's DVC cache too
     monkeypatch.setenv("GENPIPE_DVC_REMOTE_URL", str(storage))  # as `make worker` has it
     monkeypatch.setenv(REMOTE_VAR, str(shared))  # a job variable of the flow run
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")  # what the flow sets for its git, undone after
+    monkeypatch.delenv("GIT_SSH_COMMAND", raising=False)  # a local remote: no ssh
 
     def member(name: str, x: int) -> State:
         os.chdir(folder)  # the pull step's directory (each flow run is a process of its own)
@@ -113,12 +115,23 @@ def test_a_member_run_by_the_worker_flow_comes_back_through_exp_push_and_pull(
         experiments.pull(ctl, experiments.exp_ref(baseline, "x-9-0000000"), str(shared))
 
 
-def test_git_env_expands_the_variables_of_a_set_ssh_command() -> None:
+def test_dvc_git_env_gives_dulwich_the_ssh_command_with_its_variables_expanded(
+    tmp_path: Path,
+) -> None:
     """`make -s services-env` exports GIT_SSH_COMMAND naming $GENPIPE_DVC_REMOTE_KEYFILE, which
-    git's shell expands but DVC's git (dulwich) does not."""
+    git's shell expands; DVC's git (dulwich) reads only core.sshCommand, and runs it without a
+    shell."""
     environ = {
         "GIT_SSH_COMMAND": 'ssh -i "$GENPIPE_DVC_REMOTE_KEYFILE" -o X="$GENPIPE_SSH_KNOWN_HOSTS"',
         "GENPIPE_DVC_REMOTE_KEYFILE": "/k/key",
         "GENPIPE_SSH_KNOWN_HOSTS": "/k/hosts",
     }
-    assert git_env(environ)["GIT_SSH_COMMAND"] == 'ssh -i "/k/key" -o X="/k/hosts"'
+    expanded = 'ssh -i "/k/key" -o X="/k/hosts"'
+    assert git_env(environ)["GIT_SSH_COMMAND"] == expanded
+    env = dvc_git_env(environ, tmp_path)
+    assert env["GIT_SSH_COMMAND"] == expanded
+    from dulwich.config import ConfigFile
+
+    config = ConfigFile.from_path(env["GIT_CONFIG_SYSTEM"])
+    assert config.get((b"core",), b"sshCommand").decode() == expanded
+    assert dvc_git_env(env, tmp_path) == {**env, "GIT_TERMINAL_PROMPT": "0"}  # set up once
