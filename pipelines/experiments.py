@@ -160,17 +160,18 @@ def holds(root: Path, ref: str) -> bool:
 
 
 def push(root: Path, ref: str, git_remote: str) -> None:
-    """`dvc exp push --push-cache <git_remote> <ref>`: the ref, then its outputs (default remote)."""
+    """`dvc exp push --force <git_remote> <ref>`: the ref, then its outputs (default remote).
+    A ref there of the same name is the same member at the same commit, run again: replaced."""
     from dvc.repo import Repo
 
     with Repo(str(root), _wait_for_lock=True) as repo:
-        done = repo.experiments.push(git_remote, [ref], push_cache=True)
+        done = repo.experiments.push(git_remote, [ref], force=True, push_cache=True)
     if ref.rsplit("/", 1)[-1] not in [*done.get("success", []), *done.get("up_to_date", [])]:
         raise GenpipeError(f"`dvc exp push {git_remote} {ref}` did not push it: {done}")
 
 
 def pull(root: Path, ref: str, git_remote: str) -> None:
-    """`dvc exp pull --pull-cache <git_remote> <ref>`: the ref, then its outputs into the cache."""
+    """`dvc exp pull <git_remote> <ref>`: the ref, then its outputs into the cache."""
     from dvc.repo import Repo
 
     with Repo(str(root), _wait_for_lock=True) as repo:
