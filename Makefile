@@ -202,7 +202,7 @@ verdict-seeds: $(STAMP)
 ## Equal-budget tuning (`tune:` in params.yaml): tune.budget members per family scored on val, then
 ## both families' best retrained over tune.seeds seeds and judged on test.
 tune: $(STAMP)
-	$(BIN)/python -m pipelines.tune --jobs $(JOBS)
+	$(BIN)/python -m pipelines.tune --jobs $(JOBS) $(if $(DISPATCH),--dispatch)
 
 ## After `dvc exp remove <member>...`: drop their outputs from the DVC cache (GC_ARGS="--cloud":
 ## and the remote) and their MLflow runs and artifacts (`mlflow gc` on the named store).
