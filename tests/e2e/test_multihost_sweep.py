@@ -51,6 +51,8 @@ def ctl(team: Team, *argv: str, timeout: float = 1800) -> str:
 
 def test_a_dispatched_sweep_of_four_with_one_failing(team: Team) -> None:
     # the baseline, as a user makes it: the pipeline, then `make share` (outputs and commit)
+    for key, value in (("user.name", "controller"), ("user.email", "ctl@example.com")):
+        ctl(team, "git", "config", key, value)  # ctl's HOME is empty: who commits
     ctl(team, str(BIN / "dvc"), "repro")
     ctl(team, str(BIN / "genpipe"), "share", "-m", "baseline")
 
