@@ -181,7 +181,10 @@ pipeline-mnist: $(STAMP)
 # Prefect flow genpipe-sweep, JOBS at once (a Prefect global concurrency limit); members stop at
 # TARGET (decide: never register). SWEEP in DVC's sweep syntax, as `dvc exp run --queue -S` takes
 # it; ';' separates grids listed one after another. Compare with `dvc exp show --only-changed`.
+# DISPATCH=1: each member runs on a worker of orchestration.sweep_pool and comes back with
+# `dvc exp pull` (docs/sweeps.md, "On the worker pools").
 SWEEP ?= train.seed=range(0,3)
+DISPATCH ?=
 TARGET ?= decide
 JOBS ?= 2
 NAME ?=
@@ -189,7 +192,7 @@ NAME ?=
 
 ## make sweep SWEEP="train.seed=range(0,3)": the seed table and register's seed-spread flags
 sweep: $(STAMP)
-	$(BIN)/python -m pipelines.sweep --target $(TARGET) --jobs $(JOBS) $(if $(NAME),-n "$(NAME)") "$(SWEEP)"
+	$(BIN)/python -m pipelines.sweep --target $(TARGET) --jobs $(JOBS) $(if $(NAME),-n "$(NAME)") $(if $(DISPATCH),--dispatch) "$(SWEEP)"
 
 ## The seed sweep under the name register's messages give it: make verdict-seeds SEEDS=5
 SEEDS ?= 3
@@ -199,7 +202,7 @@ verdict-seeds: $(STAMP)
 ## Equal-budget tuning (`tune:` in params.yaml): tune.budget members per family scored on val, then
 ## both families' best retrained over tune.seeds seeds and judged on test.
 tune: $(STAMP)
-	$(BIN)/python -m pipelines.tune --jobs $(JOBS)
+	$(BIN)/python -m pipelines.tune --jobs $(JOBS) $(if $(DISPATCH),--dispatch)
 
 ## After `dvc exp remove <member>...`: drop their outputs from the DVC cache (GC_ARGS="--cloud":
 ## and the remote) and their MLflow runs and artifacts (`mlflow gc` on the named store).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import string
 import subprocess
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -19,14 +20,37 @@ class CodeError(GenpipeError):
 
 def git_env(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` for git: never prompt; over ssh, the team key (GENPIPE_DVC_REMOTE_KEYFILE) and
-    the services' host key (GENPIPE_SSH_KNOWN_HOSTS), unless GIT_SSH_COMMAND is set."""
+    the services' host key (GENPIPE_SSH_KNOWN_HOSTS), unless GIT_SSH_COMMAND is set. A set one
+    gets its $VARIABLES expanded: DVC's git (dulwich) runs it without a shell."""
     env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
     key, known = environ.get("GENPIPE_DVC_REMOTE_KEYFILE"), environ.get("GENPIPE_SSH_KNOWN_HOSTS")
-    if key and known and "GIT_SSH_COMMAND" not in environ:
+    if command := environ.get("GIT_SSH_COMMAND"):
+        env["GIT_SSH_COMMAND"] = string.Template(command).safe_substitute(environ)
+    elif key and known:
         options = [f"UserKnownHostsFile={known} ~/.ssh/known_hosts", "StrictHostKeyChecking=yes",
                    "BatchMode=yes", "ConnectTimeout=15"]  # fmt: skip
         env["GIT_SSH_COMMAND"] = shlex.join(["ssh", "-i", key, *(f"-o{o}" for o in options)])
     return env
+
+
+def dvc_git_env(environ: Mapping[str, str], folder: Path) -> dict[str, str]:
+    """git_env for DVC's own git (`dvc exp push`, `pull`): dulwich reads the ssh command only from
+    core.sshCommand of the user's and the system's git config, no longer from GIT_SSH_COMMAND
+    (jelmer/dulwich#2209, from 1.2.1 on); so the command also goes into a system config of ours,
+    in `folder` (GIT_CONFIG_SYSTEM), that includes the machine's."""
+    from dulwich.config import ConfigFile
+
+    env, path = git_env(environ), folder / "genpipe-ssh.gitconfig"
+    system = environ.get("GIT_CONFIG_SYSTEM", "/etc/gitconfig")
+    if not (command := env.get("GIT_SSH_COMMAND")) or system == str(path):
+        return env
+    config = ConfigFile()
+    if Path(system).is_file():
+        config.set((b"include",), b"path", system.encode())
+    config.set((b"core",), b"sshCommand", command.encode())
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_to_path(str(path))
+    return {**env, "GIT_CONFIG_SYSTEM": str(path)}
 
 
 def _git(project: Path, *args: str, check: bool = True) -> str:

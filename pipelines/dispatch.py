@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,17 @@ class Dispatcher:
 
 def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id: str) -> Dispatcher:
     """Everything dispatch needs, checked once, before any stage runs."""
+    pools = sorted({config.pool_of(s) for s in plan.stages} - {LOCAL})
+    deployments = [f"{STAGE_FLOW}/{pool}" for pool in pools]
+    commit, url = check_team(project, config, written_by_runs(plan), deployments)
+    return Dispatcher(project, config, commit, url, (project / "params.yaml").read_text(), run_id)
+
+
+def check_team(
+    project: Path, config: OrchestrationConfig, allowed_dirty: set[str], deployments: list[str]
+) -> tuple[str, str]:
+    """(commit, code remote URL) workers will run, once the Prefect API, the checkout, its DVC
+    remote and the server's deployments and automations are as dispatch needs them."""
     from dvc.config import Config
 
     from pipelines.code_remote import check_code
@@ -64,24 +75,30 @@ def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id:
             "dispatch needs the team's Prefect server, which workers reach too: set "
             'PREFECT_API_URL (eval "$(make -s services-env)"), or run without --dispatch'
         )
-    commit, url = check_code(project, config.git_remote, written_by_runs(plan))
+    commit, url = check_code(project, config.git_remote, allowed_dirty)
     if not Config(dvc_dir=str(project / ".dvc"))["core"].get("remote"):
         raise GenpipeError(
-            f"the DVC repo {project} has no default remote, and dispatched stages move their "
+            f"the DVC repo {project} has no default remote, and dispatched runs move their "
             "data through it: `make services-dvc-remote` or `dvc remote add -d <name> <url>`"
         )
-    _check_server(config, {config.pool_of(s) for s in plan.stages} - {LOCAL})
-    return Dispatcher(project, config, commit, url, (project / "params.yaml").read_text(), run_id)
+    _check_server(config, deployments)
+    return commit, url
 
 
 def written_by_runs(plan: StagePlan) -> set[str]:
     """What a run writes in the checkout and may differ from the commit: dvc.lock, params.yaml
     (the overrides), every stage output and the .gitignore files DVC keeps next to them."""
-    outs = {p for files in plan.files.values() for key in ("outs", "metrics") for p in files[key]}
+    return written_by(
+        p for files in plan.files.values() for k in ("outs", "metrics") for p in files[k]
+    )
+
+
+def written_by(outs: Iterable[str]) -> set[str]:
+    outs = set(outs)
     return {"dvc.lock", "params.yaml", *outs, *(str(Path(p).parent / ".gitignore") for p in outs)}
 
 
-def _check_server(config: OrchestrationConfig, pools: set[str]) -> None:
+def _check_server(config: OrchestrationConfig, deployments: list[str]) -> None:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -89,11 +106,11 @@ def _check_server(config: OrchestrationConfig, pools: set[str]) -> None:
 
     problems = []
     with get_client(sync_client=True) as client:
-        for pool in sorted(pools):
+        for name in deployments:
             try:
-                client.read_deployment_by_name(f"{STAGE_FLOW}/{pool}")
+                client.read_deployment_by_name(name)
             except ObjectNotFound:
-                problems.append(f"no deployment {STAGE_FLOW}/{pool}")
+                problems.append(f"no deployment {name}")
         for wanted in expected_automations(config):
             if not any(
                 same_automation(a, wanted) for a in client.read_automations_by_name(wanted.name)

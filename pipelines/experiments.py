@@ -1,10 +1,11 @@
-"""The sweep's edge to DVC experiments: run a member, and read what `dvc exp show` holds.
+"""The sweep's edge to DVC experiments: run a member, share it, and read what `dvc exp show` holds.
 
 A member runs as `dvc exp run --temp`: its own process and its own temporary copy of the
 workspace, so members run side by side without touching the workspace or each other, and a
 failed member leaves nothing behind. `--wait-for-lock` makes DVC wait for the short moments
 when another member holds the repository's lock (queueing its stash, saving its result)
-instead of failing.
+instead of failing. A member run on a worker comes back with DVC's experiment sharing: `dvc exp
+push` there (the git ref to the code remote, its outputs to the DVC remote), `dvc exp pull` here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genpipe.errors import GenpipeError
 from genpipe.sweeps.plan import Member
 
 log = logging.getLogger(__name__)
@@ -101,15 +103,22 @@ def _file_data(result: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def run_member(
-    root: Path, member: Member, env: Mapping[str, str], log_path: Path, timeout: float
+    root: Path,
+    member: Member,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    pull: bool = False,
 ) -> MemberRun:
-    """`dvc exp run --temp -n <name> <target> -S ...` in its own process; its output to a log."""
+    """`dvc exp run --temp -n <name> <target> -S ...` in its own process; its output to a log.
+    `pull`: outputs missing from the cache come from the DVC remote (`--pull`), not rerun."""
     command = [
         str(Path(sys.executable).with_name("dvc")),
         "--wait-for-lock",
         "exp",
         "run",
         "--temp",
+        *(["--pull"] if pull else []),
         "-n",
         member.name,
         member.target,
@@ -134,6 +143,41 @@ def run_member(
             out.write(f"\ngenpipe sweep: no result within {timeout:.0f} s; stopped\n")
             code = -1
     return MemberRun(member, code, started, time.time(), log_path)
+
+
+def exp_ref(baseline: str, name: str) -> str:
+    """The git ref DVC keeps experiment `name` of commit `baseline` under."""
+    from dvc.repo.experiments.refs import ExpRefInfo
+
+    return str(ExpRefInfo(baseline, name))
+
+
+def holds(root: Path, ref: str) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return repo.scm.get_ref(ref) is not None
+
+
+def push(root: Path, ref: str, git_remote: str) -> None:
+    """`dvc exp push --force <git_remote> <ref>`: the ref, then its outputs (default remote).
+    A ref there of the same name is the same member at the same commit, run again: replaced."""
+    from dvc.repo import Repo
+
+    with Repo(str(root), _wait_for_lock=True) as repo:
+        done = repo.experiments.push(git_remote, [ref], force=True, push_cache=True)
+    if ref.rsplit("/", 1)[-1] not in [*done.get("success", []), *done.get("up_to_date", [])]:
+        raise GenpipeError(f"`dvc exp push {git_remote} {ref}` did not push it: {done}")
+
+
+def pull(root: Path, ref: str, git_remote: str) -> None:
+    """`dvc exp pull <git_remote> <ref>`: the ref, then its outputs into the cache."""
+    from dvc.repo import Repo
+
+    with Repo(str(root), _wait_for_lock=True) as repo:
+        repo.experiments.pull(git_remote, [ref], pull_cache=True)
+        if repo.scm.get_ref(ref) is None:
+            raise GenpipeError(f"`dvc exp pull {git_remote} {ref}` brought no such experiment")
 
 
 def member_env(run_id: str, cpu_share: int) -> dict[str, str]:

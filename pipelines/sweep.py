@@ -1,12 +1,13 @@
 """The Prefect flow `genpipe-sweep`: a set of DVC experiments, run side by side, compared.
 
     python -m pipelines.sweep "train.seed=range(0,3)" [--target decide] [--jobs 2] [-n NAME]
-    make sweep SWEEP="train.seed=range(0,3)"
+    make sweep SWEEP="train.seed=range(0,3)" [DISPATCH=1]
 
 The sweep is written in DVC's own sweep syntax and expanded by DVC's parser (genpipe.sweeps.plan).
 Each member is one DVC experiment (`dvc exp run --temp`, pipelines.experiments), a Prefect task;
 a Prefect global concurrency limit bounds how many run at once, across every sweep on the same
-Prefect API. Members stop at `--target` (default `decide`): a sweep never promotes; `dvc exp
+Prefect API. With dispatch (`--dispatch`, orchestration.dispatch) each runs on a worker of
+orchestration.sweep_pool and comes back with `dvc exp pull` (pipelines.sweep_member). Members stop at `--target` (default `decide`): a sweep never promotes; `dvc exp
 apply <member>` then `dvc repro` does, under the decision rule.
 
 - A failed member fails only its own task; the others finish and the sweep reports it.
@@ -42,7 +43,7 @@ from genpipe.settings import project_root
 from genpipe.sweeps import report, seeds
 from genpipe.sweeps.plan import Member, SweepError, expand, member_name
 from genpipe.sweeps.report import MemberResult
-from pipelines import experiments
+from pipelines import experiments, sweep_member
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,11 @@ def ensure_limit(jobs: int) -> None:
 
 @task(task_run_name="{member.name}", cache_policy=NO_CACHE)
 def member_task(
-    root: Path, member: Member, parent_id: str, held: bool, jobs: int, logs: Path, timeout: float
-) -> MemberResult | State:
-    """Run one member as a DVC experiment, unless `dvc exp show` already holds it."""
+    root: Path, member: Member, parent_id: str, held: bool, jobs: int, logs: Path, timeout: float,
+    dispatcher: Any = None,
+) -> MemberResult | State:  # fmt: skip
+    """Run one member as a DVC experiment (on a worker: `dispatcher`), unless `dvc exp show`
+    already holds it."""
     from prefect.concurrency.sync import concurrency
 
     logger = get_run_logger()
@@ -115,9 +118,13 @@ def member_task(
     if held:
         logger.info("%s: held by `dvc exp show` already, not rerun", member.name)
         return MemberResult(member, "held", run_id=None if recorded else run_id)
-    env = experiments.member_env(run_id, jobs)
+    log_path = logs / f"{member.name}.log"
     with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True):
-        run = experiments.run_member(root, member, env, logs / f"{member.name}.log", timeout)
+        if dispatcher is None:
+            env = experiments.member_env(run_id, jobs)
+            run = experiments.run_member(root, member, env, log_path, timeout)
+        else:
+            run = sweep_member.run_member(dispatcher, member, run_id, log_path, timeout)
     if run.ok:
         logger.info("%s: done in %.0f s", member.name, run.seconds)
         return MemberResult(member, "ran", run.seconds, log=str(run.log_path), run_id=run_id)
@@ -226,8 +233,13 @@ def sweep_flow(
     name: str | None = None,
     project: str | None = None,
     member_timeout: float = MEMBER_TIMEOUT,
+    dispatch: bool | None = None,
 ) -> State:
-    """Run the sweep's members (at most `jobs` at once); the table and verdict come back."""
+    """Run the sweep's members (at most `jobs` at once); the table and verdict come back.
+    `dispatch` (None: orchestration.dispatch): each on a worker of orchestration.sweep_pool."""
+    from genpipe.config import load_params
+    from genpipe.config.orchestration import LOCAL
+
     root = Path(project).resolve() if project else project_root()
     members = plan(root, sweep, target)
     dataset = dataset_name(root)
@@ -236,13 +248,18 @@ def sweep_flow(
     out = root / OUT / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name)[:40]}-{ident[:7]}"
     rev = experiments.baseline(root)
     held = experiments.held_experiments(root, rev)
+    config = load_params(root / "params.yaml").orchestration
+    dispatcher = None
+    if (config.dispatch if dispatch is None else dispatch) and config.sweep_pool != LOCAL:
+        dispatcher = sweep_member.prepare(root, config, ident)
     logger = get_run_logger()
     logger.info(
-        "sweep %s: %d members (%d held already), %d at once -> %s",
+        "sweep %s: %d members (%d held already), %d at once%s -> %s",
         name,
         len(members),
         sum(m.name in held for m in members),
         jobs,
+        f" on pool {config.sweep_pool}" if dispatcher else "",
         out,
     )
     parent = tracking.open_sweep_run(
@@ -253,7 +270,9 @@ def sweep_flow(
     )
     ensure_limit(jobs)
     futures = [
-        member_task.submit(root, m, parent, m.name in held, jobs, out / "logs", member_timeout)
+        member_task.submit(
+            root, m, parent, m.name in held, jobs, out / "logs", member_timeout, dispatcher
+        )
         for m in members
     ]
     wait(futures)
@@ -278,13 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="members at once (default 2)")
     p.add_argument("-n", "--name", default=None, help="the sweep's name (default: the spec)")
     p.add_argument("--project", default=None, help="the DVC project (default: here)")
+    p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
+                   help="run members on workers (default: orchestration.dispatch)")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     state = sweep_flow(
-        " ".join(args.sweep), args.target, args.jobs, args.name, args.project, return_state=True
-    )
+        " ".join(args.sweep), args.target, args.jobs, args.name, args.project,
+        dispatch=args.dispatch, return_state=True,
+    )  # fmt: skip
     return exit_code(state, "sweep")
 
 

@@ -1,6 +1,6 @@
 """The Prefect flow `genpipe-tune`: the VAE and the GAN tuned under the same budget, then judged.
 
-    python -m pipelines.tune [--jobs 2]        (make tune)
+    python -m pipelines.tune [--jobs 2] [--dispatch]   (make tune [DISPATCH=1])
 
 Per family, `tune.budget` members drawn from its search space (`tune.space` in params.yaml) run
 as one sweep stopping at `score_val@<family>`: scored on the validation split only. The best
@@ -43,7 +43,10 @@ def _members(state: State) -> list[MemberResult]:
 
 @flow(name=FLOW_NAME, log_prints=True)
 def tune_flow(
-    jobs: int = 2, project: str | None = None, member_timeout: float = MEMBER_TIMEOUT
+    jobs: int = 2,
+    project: str | None = None,
+    member_timeout: float = MEMBER_TIMEOUT,
+    dispatch: bool | None = None,
 ) -> State:
     root = Path(project).resolve() if project else project_root()
     config = load_params(root / "params.yaml").tune
@@ -60,6 +63,7 @@ def tune_flow(
             f"tune {dataset} {family}",
             str(root),
             member_timeout,
+            dispatch,
             return_state=True,
         )
         results[family] = _members(state)
@@ -78,6 +82,7 @@ def tune_flow(
         f"tune {dataset} verdict",
         str(root),
         member_timeout,
+        dispatch,
         return_state=True,
     )
     verdict_members = _members(state)
@@ -103,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--jobs", type=int, default=2, help="members at once (default 2)")
     p.add_argument("--project", default=None, help="the DVC project (default: here)")
+    p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
+                   help="run members on workers (default: orchestration.dispatch)")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return exit_code(tune_flow(args.jobs, args.project, return_state=True), "tune")
+    state = tune_flow(args.jobs, args.project, dispatch=args.dispatch, return_state=True)
+    return exit_code(state, "tune")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pipelines.dispatch import (
 )
 from pipelines.dvc_stage import StageFailed
 from pipelines.plan import PlanError, check_policy
+from pipelines.sweep_member import MEMBER_FLOW
 from tests.conftest import REPO, dvc_stages
 from tests.params import merge, raw_params
 
@@ -44,6 +45,18 @@ def test_prefect_yaml_deploys_the_stage_flow_on_every_pool_of_params_yaml() -> N
         }
     assert import_object(flow).name == STAGE_FLOW
     assert callable(import_object("pipelines.stage_flow.commit_checkout"))
+
+
+def test_prefect_yaml_deploys_the_sweep_member_flow_on_every_pool_too() -> None:
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    flow = "pipelines.sweep_member:genpipe_sweep_member"
+    members = {d["name"]: d for d in spec["deployments"] if d["entrypoint"] == flow}
+    assert sorted(members) == CONFIG.remote_pools() and CONFIG.sweep_pool in members
+    stage_step = next(d for d in spec["deployments"] if d["name"] == "genpipe-cpu")["pull"]
+    for name, deployment in members.items():
+        assert deployment["work_pool"]["name"] == name
+        assert deployment["pull"] == stage_step  # the sweep's commit, as for a stage
+    assert import_object(flow).name == MEMBER_FLOW
 
 
 def test_the_policy_names_dvc_yaml_stages_only() -> None:

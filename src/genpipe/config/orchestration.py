@@ -4,8 +4,8 @@ stage, and which work pool runs each stage.
 No stage reads this section, so changing it reruns nothing. The stage graph itself lives only in
 dvc.yaml; keys here name dvc.yaml stages. `pools` maps a stage to the Prefect work pool whose
 workers run it (`local`: the flow's own process, the controller); with `dispatch` off every stage
-runs locally whatever the map says. prefect.yaml declares a `genpipe-stage` deployment per pool
-(tests/pipelines/test_orchestration.py checks the two agree).
+runs locally whatever the map says. prefect.yaml declares a `genpipe-stage` and a
+`genpipe-sweep-member` deployment per pool (tests/pipelines/test_orchestration.py checks they agree).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class OrchestrationConfig(Section):
     retry_delay_seconds: float = Field(ge=0)  # first retry's delay, doubled for each next one
     dispatch: bool  # off: every stage runs in the flow's checkout
     pools: dict[StageName, PoolName]  # dvc.yaml stage -> work pool, or `local` (the controller)
+    sweep_pool: PoolName  # where a dispatched sweep member runs, whole (one `dvc exp run`)
     git_remote: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # where workers fetch the commit from
     lost_worker_retries: int = Field(ge=0, le=5)  # new stage runs after a worker is lost
     queue_timeout_seconds: PositiveFloat  # a stage no worker of its pool takes within this fails
@@ -73,5 +74,5 @@ class OrchestrationConfig(Section):
             ) from None
 
     def remote_pools(self) -> list[str]:
-        """Every work pool the map names, `local` aside, sorted."""
-        return sorted({p for p in self.pools.values() if p != LOCAL})
+        """Every work pool the map and sweep_pool name, `local` aside, sorted."""
+        return sorted({p for p in [*self.pools.values(), self.sweep_pool] if p != LOCAL})
