@@ -130,11 +130,16 @@ def test_a_host_with_its_link_down_is_unreachable_until_it_comes_back(
     conn.close()
 
 
-def test_close_leaves_no_namespace_link_file_or_process() -> None:
+def test_close_leaves_no_namespace_link_file_or_process(tmp_path: Path) -> None:
     lab = NetnsLab(["ctl", "worker-a"])
     key = lab.key
     assert all(leftovers(key).values()), "the lab should exist before close"
-    tracked = lab["ctl"].popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+    log = tmp_path / "tracked.log"
+    tracked = lab["ctl"].popen(
+        ["sh", "-c", "trap '' TERM; echo ignoring; while :; do sleep 1; done"], log_path=log
+    )
+    # a SIGTERM before the trap is set would end it: wait until it says it ignores SIGTERM
+    _wait_for(lambda: [1] if log.exists() and b"ignoring" in log.read_bytes() else [])
     # A daemon that escaped its parent: only `ip netns pids` still knows it.
     lab["worker-a"].run(["sh", "-c", "setsid sleep 1000 > /dev/null 2>&1 &"])
     # the exiting shell may still be listed for a moment; the daemon is the `sleep 1000`
