@@ -112,8 +112,11 @@ def run(project: Path, name: str, env: Mapping[str, str], timeout: float) -> Sta
         kwargs = prepare_kwargs(stage, run_env={"PATH": path, **env})
         commands = rwlocked(read=["deps"], write=["outs"])(unlocked_repo(_commands))
         output = commands(stage, kwargs, time.monotonic() + timeout, timeout)
-        # a stage with a non-metric `cache: false` output is never run-cached (DVC's rule)
-        uncached = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
+        # a stage with a persisted or a non-metric `cache: false` output is never run-cached
+        # (DVC's rule)
+        uncached = any(
+            o.persist or not (o.use_cache or o.is_metric or o.is_plot) for o in stage.outs
+        )
         stage.save(run_cache=not uncached)
         stage.commit()
         stage.dump(update_pipeline=False)

@@ -99,7 +99,7 @@ def _stages(repo: Any, names: Sequence[str] | None) -> list[Any]:
 def _outputs(repo: Any, stage: Any) -> list[Any]:
     """The objects dvc.lock names for a stage's outputs. A git-tracked output reaches the cache
     only with its stage's run record (DVC commits it then); a stage DVC never run-caches (always
-    changed, a non-metric `cache: false` output) keeps its git-tracked outputs git's."""
+    changed, a persisted or a non-metric `cache: false` output) keeps its git-tracked outputs git's."""
     return [
         out.hash_info
         for out in stage.outs

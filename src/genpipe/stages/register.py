@@ -1,7 +1,7 @@
 """DVC stage `register`: apply data/register/decision.json to the MLflow registry, compare-and-set.
 
 An ordinary stage: it runs when the decision or the champions snapshot changed, never from the
-run-cache (its record, data/register/applied.json, is an uncached output). It stops with an error
+run-cache (its record, data/register/applied.json, is a persisted output). It stops with an error
 naming the new champion when someone moved `champion` since the snapshot the decision was made
 against; `dvc repro` then scores that champion and decides again. See genpipe.registry.apply.
 """
@@ -40,7 +40,7 @@ def register(decision_path: Path, root: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = _cli.parser(__doc__ or "register", params=False)  # the decision names everything
     p.add_argument("--decision", type=Path, required=True, help="data/register/decision.json")
-    p.add_argument("--out", type=Path, required=True, help="what was applied (uncached record)")
+    p.add_argument("--out", type=Path, required=True, help="what was applied (persisted record)")
     p.add_argument(
         "--root", type=Path, default=Path("."), help="folder the decision's paths are under"
     )
