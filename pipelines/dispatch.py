@@ -174,13 +174,19 @@ def run_on_pool(
 
 
 def raise_unless_completed(
-    child: Any, where: str, stage: str, pool: str, config: OrchestrationConfig
-) -> None:
-    """WorkerLost for a Crashed run (sent again); StageFailed for every other way it ended."""
+    child: Any, where: str, stage: str, pool: str, config: OrchestrationConfig, *,
+    label: str | None = None, budget: str | None = None,
+) -> None:  # fmt: skip
+    """WorkerLost for a Crashed run (sent again); StageFailed for every other way it ended.
+    `label` names the work in messages (default "stage <stage>"), `budget` its time limit and
+    where it is set (default the stage's orchestration.timeouts entry)."""
     from prefect.client.schemas.objects import StateType
 
     from pipelines.deploy import NO_WORKER
 
+    label = label or f"stage {stage}"
+    budget = budget or (f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; "
+                        "raise it, then `make deploy-stages`)")  # fmt: skip
     state = child.state
     kind, message = (state.type, (state.message or "").strip()) if state else (None, "")
     if kind == StateType.COMPLETED:
@@ -188,13 +194,12 @@ def raise_unless_completed(
     if kind == StateType.CRASHED:
         raise WorkerLost(stage, f"{where} crashed: {message}; sending it again")
     if kind == StateType.CANCELLED and state.name == NO_WORKER:
-        raise StageFailed(stage, f"stage {stage}: no worker of pool {pool} took it within "
+        raise StageFailed(stage, f"{label}: no worker of pool {pool} took it within "
                           f"{config.queue_timeout_seconds:g} s (orchestration.queue_timeout_seconds); "
                           f"start one with `make worker POOL={pool}` and run again")  # fmt: skip
     if kind == StateType.CANCELLED:
         raise StageFailed(stage, f"{where} was cancelled ({message}): it ran past its budget, "
-                          f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; "
-                          "raise it, then `make deploy-stages`)")  # fmt: skip
+                          f"{budget}")  # fmt: skip
     if state is None or not state.is_final():
         raise StageFailed(stage, f"{where} is still {state.name if state else 'unscheduled'}, "
                           "past the automations' deadlines: run `make deploy-stages`")  # fmt: skip

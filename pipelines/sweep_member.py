@@ -85,7 +85,9 @@ def run_member(
         host = (child.labels or {}).get("prefect.worker.name") or "(no worker)"
         where = f"sweep member {member.name} on host {host} (flow run {child.name}, {child.id})"
         try:
-            raise_unless_completed(child, where, member.name, pool, config)
+            raise_unless_completed(child, where, member.name, pool, config,
+                                   label=f"sweep member {member.name}",
+                                   budget=f"{timeout:g} s (the sweep's member timeout)")  # fmt: skip
         except WorkerLost as exc:
             ended(-1, str(exc))
             continue

@@ -123,6 +123,13 @@ def test_a_dispatched_run_is_read_from_its_final_state() -> None:
         read(run(StateType.CANCELLED))
     with pytest.raises(StageFailed, match="failed: exit 1"):
         read(run(StateType.FAILED, message="exit 1"))
+    member = {"label": "sweep member seed-1", "budget": "60 s (the sweep's member timeout)"}
+    with pytest.raises(StageFailed, match=r"^sweep member seed-1: no worker of pool genpipe-gpu"):
+        raise_unless_completed(run(StateType.CANCELLED, name=NO_WORKER), "w", "seed-1",
+                               "genpipe-gpu", CONFIG, **member)  # fmt: skip
+    with pytest.raises(StageFailed, match=r"past its budget, 60 s \(the sweep's member timeout\)"):
+        raise_unless_completed(run(StateType.CANCELLED), "w", "seed-1", "genpipe-gpu", CONFIG,
+                               **member)  # fmt: skip
     with pytest.raises(StageFailed, match="make deploy-stages"):
         read(run(StateType.RUNNING))
 
