@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -32,19 +30,6 @@ def _start(db: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _wait_until_open(child: subprocess.Popen[str], path: Path, deadline_s: float = 120) -> None:
-    """Wait until `child` holds `path` open (/proc/<pid>/fd), or fail at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    fds = Path(f"/proc/{child.pid}/fd")
-    while time.monotonic() < deadline:
-        assert child.poll() is None, child.communicate()
-        with contextlib.suppress(FileNotFoundError):
-            if any(os.path.realpath(fd) == str(path) for fd in fds.iterdir()):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"the child never opened {path}")
 
 
 def test_a_process_waits_while_another_is_still_migrating_the_store(
