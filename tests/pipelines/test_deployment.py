@@ -1,7 +1,7 @@
 """End to end: a real Prefect server, a process work pool, prefect.yaml deployed, a worker.
 
-Both tests start `prefect server` on 127.0.0.1 with the per-test PREFECT_HOME (conftest) and a
-worker, each in its own process group, and stop them with SIGTERM, then SIGKILL.
+The test starts `prefect server` on 127.0.0.1 with the per-test PREFECT_HOME (conftest) and a
+worker, each in its own process group, and stops them with SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import venv_bin
-from tests.pipelines.conftest import TINY_REAL_PARAMS, prefect_server, stop_group, trace
+from tests.pipelines.conftest import prefect_server, stop_group, trace
 
 pytestmark = pytest.mark.slow
 
@@ -87,21 +87,3 @@ def test_deployment_runs_fake_pipeline_through_worker(
 
     records = trace(fake_project, "register")
     assert records and {r["run_id"] for r in records} == {str(flow_run.id)}
-
-
-def test_deployment_runs_real_pipeline_and_registers_champions(
-    prefect_stack: tuple[str, dict[str, str], Path], project_copy: Path
-) -> None:
-    """The real stages on digits with tiny params; the registry ends with both champions."""
-    from mlflow import MlflowClient
-
-    api, env, logs = prefect_stack
-
-    flow_run = _deploy_and_run(api, env, logs, project_copy, {"overrides": TINY_REAL_PARAMS})
-
-    client = MlflowClient()
-    for task in ("generation", "restoration"):
-        champion = client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
-        run = client.get_run(champion.run_id)
-        assert champion.version
-        assert run.data.tags.get("genpipe.pipeline_run_id") == str(flow_run.id), task

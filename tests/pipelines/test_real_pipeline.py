@@ -1,9 +1,9 @@
-"""The flow over the real DVC stages, tiny params: `make flow` on digits and `make pipeline-mnist`."""
+"""The flow over the real DVC stages, tiny params: `make pipeline-mnist` (the flow on digits runs
+real stages in tests/services/test_pipeline_on_services.py and tests/e2e/test_multihost.py)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,44 +11,10 @@ import pytest
 import yaml
 
 from genpipe.overrides import as_override_strings
-from pipelines.genpipe_flow import genpipe_pipeline, main
-from tests.conftest import dvc_stages
+from pipelines.genpipe_flow import main
 from tests.pipelines.conftest import TINY_REAL_PARAMS
 
-STAGES = dvc_stages()
-
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
-
-
-def test_real_pipeline_tags_runs_registers_champions_then_noop(project_copy: Path) -> None:
-    from mlflow import MlflowClient
-
-    t0 = time.perf_counter()
-    result = genpipe_pipeline(project_dir=str(project_copy), overrides=TINY_REAL_PARAMS)
-    print(f"real pipeline, tiny params: {time.perf_counter() - t0:.1f} s")
-
-    run_id = result["pipeline_run_id"]
-    assert {s: v["outcome"] for s, v in result["stages"].items()} == dict.fromkeys(STAGES, "ran")
-    client = MlflowClient()
-    tagged = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.`genpipe.pipeline_run_id` = '{run_id}'",
-    )
-    tagged_ids = {r.info.run_id for r in tagged}
-    for model in ("vae", "gan", "evaluator"):  # run.json: the model's MLflow run (ARCHITECTURE.md)
-        info = json.loads((project_copy / "data/models" / model / "run.json").read_text())
-        assert info["run_id"] in tagged_ids, model
-    for task in ("generation", "restoration"):
-        assert client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion").version
-
-    t0 = time.perf_counter()
-    again = genpipe_pipeline(project_dir=str(project_copy))
-    print(f"no-op flow on the real pipeline: {time.perf_counter() - t0:.1f} s")
-    # champions always runs; after this run's own promotion its snapshot moved, so what scores
-    # the champion (reusing the report's numbers), decide and register run too, nothing else
-    outcomes = {s: v["outcome"] for s, v in again["stages"].items()}
-    snapshot = {"champions", "score_champions", "decide", "register"}
-    assert outcomes == {**dict.fromkeys(STAGES, "skipped"), **dict.fromkeys(snapshot, "ran")}
 
 
 def test_mnist_preset_runs_the_28x28_pipeline_from_a_loopback_mirror(
