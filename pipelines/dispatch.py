@@ -46,12 +46,6 @@ class Dispatcher:
     params: str  # the controller's params.yaml (after this run's overrides)
     run_id: str
 
-    def pool(self, stage: str) -> str:
-        return self.config.pool_of(stage)
-
-    def is_remote(self, stage: str) -> bool:
-        return self.pool(stage) != LOCAL
-
 
 def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id: str) -> Dispatcher:
     """Everything dispatch needs, checked once, before any stage runs."""
@@ -126,7 +120,8 @@ def _check_server(config: OrchestrationConfig, deployments: list[str]) -> None:
 def run_stage(dispatcher: Dispatcher, stage: str) -> StageResult:
     """Restored from the team's run-cache if DVC can; else run on a worker, then restored here
     from the run record it pushed."""
-    project, config, pool = dispatcher.project, dispatcher.config, dispatcher.pool(stage)
+    project, config = dispatcher.project, dispatcher.config
+    pool = config.pool_of(stage)
     t0 = time.time()
     if (outcome := settle(project, stage, pull=True)) is not None:
         return StageResult(stage, outcome, t0, time.time())

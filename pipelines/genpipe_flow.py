@@ -23,11 +23,13 @@ from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, State
 
 from genpipe import cpu
+from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from genpipe.overrides import read_preset
 from genpipe.services.servers import prefect_api_unusable
 from genpipe.settings import project_root
 from pipelines import dvc_stage, run_summary
+from pipelines.dispatch import prepare, retry_condition, run_stage
 from pipelines.dvc_stage import StageFailed, StageResult
 from pipelines.plan import StagePlan, make_plan
 
@@ -102,10 +104,8 @@ def dispatched_stage(
     dispatcher: Any, stage: str, plan: StagePlan, upstream: list[StageResult]
 ) -> StageResult | State:
     """One stage on a worker of its pool (pipelines.dispatch), unless DVC needs no run."""
-    from pipelines.dispatch import run_stage
-
     result = skipped_by_plan(stage, upstream, plan) or run_stage(dispatcher, stage)
-    return as_state(result, f" from the team's run-cache ({dispatcher.pool(stage)})")
+    return as_state(result, f" from the team's run-cache ({dispatcher.config.pool_of(stage)})")
 
 
 @task(cache_policy=NO_CACHE)
@@ -135,10 +135,8 @@ def genpipe_pipeline(
     plan, config = plan_stages(project, overrides, dispatch)
     order, dispatcher = plan.order(), None
     if config.dispatch if dispatch is None else dispatch:
-        from pipelines.dispatch import prepare
-
         dispatcher = prepare(project, plan, config, run_id)
-    remote = {s for s in order if dispatcher is not None and dispatcher.is_remote(s)}
+    remote = {s for s in order if dispatcher and config.pool_of(s) != LOCAL}
     feeds_workers = {u for s in remote & plan.may_run() for u in plan.upstream[s]} - remote
     peers = plan.sharing([s for s in order if s not in remote])
 
@@ -147,8 +145,6 @@ def genpipe_pipeline(
         upstream = [futures[u] for u in plan.upstream[stage]]
         retries = config.retries.get(stage, 0)
         if stage in remote:
-            from pipelines.dispatch import retry_condition
-
             futures[stage] = dispatched_stage.with_options(
                 retries=max(retries, config.lost_worker_retries),
                 retry_delay_seconds=config.retry_delay_seconds if retries else 0,
