@@ -114,7 +114,7 @@ def publish_summary(project: Path, run_id: str, results: list[StageResult], plan
     outputs = run_summary.collect(project, plan.files)
     markdown = run_summary.render_markdown(run_id, results, outputs, plan.applied)
     create_markdown_artifact(markdown, key="genpipe-summary", description="genpipe run summary")
-    if rows := run_summary.metrics_table(outputs):
+    if rows := outputs.metrics:  # JSON scalars: flatten writes lists as JSON text
         create_table_artifact(rows, key="genpipe-metrics", description="metrics of the DVC stages")
     return markdown
 
@@ -195,7 +195,6 @@ def _results_or_raise(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines [-S key=value ...] [--preset FILE] [--dispatch]`: one flow run."""
     # fmt: off
     p = argparse.ArgumentParser(prog="python -m pipelines", description="genpipe's stages as a Prefect flow")
     p.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
