@@ -2,8 +2,8 @@
 
 The pull step keeps each commit in the worker's cache once: a mirror, `git worktree`s (one per
 stage run at a time) and the commit's genpipe installed (no dependencies) into a venv reusing the
-worker's packages, so a stage command runs the commit's code. The flow runs the stage in one
-process with DVC's API: pull the inputs, reproduce, push the outputs then the run record.
+worker's packages, so a stage command runs the commit's code. The flow pulls the inputs, runs
+the stage as a local one runs (pipelines.dvc_stage), and pushes the outputs, then the run record.
 """
 
 from __future__ import annotations
