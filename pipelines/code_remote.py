@@ -15,7 +15,7 @@ from genpipe.errors import GenpipeError
 
 
 class CodeError(GenpipeError):
-    """The commit cannot be sent to workers: a dirty checkout, no remote, or not pushed."""
+    """The commit cannot reach workers: a dirty checkout, no remote, not pushed, a git failure."""
 
 
 def git_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -53,9 +53,10 @@ def dvc_git_env(environ: Mapping[str, str], folder: Path) -> dict[str, str]:
     return {**env, "GIT_CONFIG_SYSTEM": str(path)}
 
 
-def _git(project: Path, *args: str, check: bool = True) -> str:
+def git(project: Path, *args: str, check: bool = True, timeout: float = 120) -> str:
+    """stdout of `git -C project args`; "" for a failure when not `check`."""
     done = subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True,
-                          env=git_env(os.environ), timeout=120)  # fmt: skip
+                          env=git_env(os.environ), timeout=timeout)  # fmt: skip
     if check and done.returncode != 0:
         raise CodeError(f"`git {' '.join(args)}` failed in {project}: {done.stderr.strip()}")
     return done.stdout.rstrip() if done.returncode == 0 else ""
@@ -64,14 +65,14 @@ def _git(project: Path, *args: str, check: bool = True) -> str:
 def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> tuple[str, str]:
     """(commit, remote URL) workers will run; refuses a dirty checkout (but for `allowed_dirty`:
     files, or folders and all under them) or an unpushed commit."""
-    if not _git(project, "rev-parse", "--is-inside-work-tree", check=False):
+    if not git(project, "rev-parse", "--is-inside-work-tree", check=False):
         raise CodeError(
             f"{project} is not a git checkout: workers run the flow run's commit, so the "
             "controller must run from one (git init && git add -A && git commit)"
         )
-    commit = _git(project, "rev-parse", "HEAD")
+    commit = git(project, "rev-parse", "HEAD")
     excludes = [f":(exclude,literal){p}" for p in allowed_dirty]
-    if dirty := _git(
+    if dirty := git(
         project, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes
     ):
         paths = [line[3:] for line in dirty.splitlines()]
@@ -81,14 +82,14 @@ def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> tu
             f"{commit[:12]} as committed. Commit them (or git stash), push (make push-code) and "
             "run again; only dvc.lock, params.yaml and the stages' outputs may differ"
         )
-    if not (url := _git(project, "remote", "get-url", remote, check=False)):
+    if not (url := git(project, "remote", "get-url", remote, check=False)):
         raise CodeError(
             f"the checkout {project} has no git remote {remote!r} (orchestration.git_remote in "
             "params.yaml), which workers fetch from. Add the team services' code repo with "
             f"`make services-git-remote`, or `git remote add {remote} <url>`, then `make push-code`"
         )
-    _git(project, "fetch", "--quiet", "--no-tags", remote)  # what the remote holds now
-    if not _git(project, "branch", "--remotes", "--contains", commit, "--list", f"{remote}/*"):
+    git(project, "fetch", "--quiet", "--no-tags", remote)  # what the remote holds now
+    if not git(project, "branch", "--remotes", "--contains", commit, "--list", f"{remote}/*"):
         raise CodeError(
             f"commit {commit[:12]} is not on git remote {remote!r} ({url}), so workers cannot "
             f"fetch it: push it (`make push-code`, or `git push {remote} HEAD`) and run again"
@@ -98,10 +99,10 @@ def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> tu
 
 def push_head(project: Path, remote: str) -> str:
     """`git push <remote> HEAD:<current branch>` with the team key; returns the pushed commit."""
-    if not (branch := _git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)):
+    if not (branch := git(project, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)):
         raise CodeError(f"{project} is on a detached HEAD: check out a branch (git switch -c NAME)")
-    _git(project, "push", "--quiet", remote, f"HEAD:refs/heads/{branch}")
-    return _git(project, "rev-parse", "HEAD")
+    git(project, "push", "--quiet", remote, f"HEAD:refs/heads/{branch}")
+    return git(project, "rev-parse", "HEAD")
 
 
 def main() -> int:

@@ -17,6 +17,8 @@ from typing import Any
 from genpipe.config import OrchestrationConfig
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
+from pipelines.code_remote import check_code
+from pipelines.deploy import NO_WORKER, expected_automations, same_automation
 from pipelines.dvc_stage import StageFailed, StageResult, settle
 from pipelines.plan import StagePlan
 from pipelines.stage_flow import COMMIT_VAR, REMOTE_VAR
@@ -46,12 +48,6 @@ class Dispatcher:
     params: str  # the controller's params.yaml (after this run's overrides)
     run_id: str
 
-    def pool(self, stage: str) -> str:
-        return self.config.pool_of(stage)
-
-    def is_remote(self, stage: str) -> bool:
-        return self.pool(stage) != LOCAL
-
 
 def prepare(project: Path, plan: StagePlan, config: OrchestrationConfig, run_id: str) -> Dispatcher:
     """Everything dispatch needs, checked once, before any stage runs."""
@@ -67,8 +63,8 @@ def check_team(
     """(commit, code remote URL) workers will run, once the Prefect API, the checkout, its DVC
     remote and the server's deployments and automations are as dispatch needs them."""
     from dvc.config import Config
-
-    from pipelines.code_remote import check_code
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
 
     if not os.environ.get("PREFECT_API_URL"):
         raise GenpipeError(
@@ -81,29 +77,6 @@ def check_team(
             f"the DVC repo {project} has no default remote, and dispatched runs move their "
             "data through it: `make services-dvc-remote` or `dvc remote add -d <name> <url>`"
         )
-    _check_server(config, deployments)
-    return commit, url
-
-
-def written_by_runs(plan: StagePlan) -> set[str]:
-    """What a run writes in the checkout and may differ from the commit: dvc.lock, params.yaml
-    (the overrides), every stage output and the .gitignore files DVC keeps next to them."""
-    return written_by(
-        p for files in plan.files.values() for k in ("outs", "metrics") for p in files[k]
-    )
-
-
-def written_by(outs: Iterable[str]) -> set[str]:
-    outs = set(outs)
-    return {"dvc.lock", "params.yaml", *outs, *(str(Path(p).parent / ".gitignore") for p in outs)}
-
-
-def _check_server(config: OrchestrationConfig, deployments: list[str]) -> None:
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    from pipelines.deploy import expected_automations, same_automation
-
     problems = []
     with get_client(sync_client=True) as client:
         for name in deployments:
@@ -121,12 +94,27 @@ def _check_server(config: OrchestrationConfig, deployments: list[str]) -> None:
             f"the Prefect server is not set up for these params ({'; '.join(problems)}): run "
             "`make deploy-stages` with PREFECT_API_URL set, then `make worker POOL=<pool>`"
         )
+    return commit, url
+
+
+def written_by_runs(plan: StagePlan) -> set[str]:
+    """What a run writes in the checkout and may differ from the commit: dvc.lock, params.yaml
+    (the overrides), every stage output and the .gitignore files DVC keeps next to them."""
+    return written_by(
+        p for files in plan.files.values() for k in ("outs", "metrics") for p in files[k]
+    )
+
+
+def written_by(outs: Iterable[str]) -> set[str]:
+    outs = set(outs)
+    return {"dvc.lock", "params.yaml", *outs, *(str(Path(p).parent / ".gitignore") for p in outs)}
 
 
 def run_stage(dispatcher: Dispatcher, stage: str) -> StageResult:
     """Restored from the team's run-cache if DVC can; else run on a worker, then restored here
     from the run record it pushed."""
-    project, config, pool = dispatcher.project, dispatcher.config, dispatcher.pool(stage)
+    project, config = dispatcher.project, dispatcher.config
+    pool = config.pool_of(stage)
     t0 = time.time()
     if (outcome := settle(project, stage, pull=True)) is not None:
         return StageResult(stage, outcome, t0, time.time())
@@ -181,8 +169,6 @@ def raise_unless_completed(
     `label` names the work in messages (default "stage <stage>"), `budget` its time limit and
     where it is set (default the stage's orchestration.timeouts entry)."""
     from prefect.client.schemas.objects import StateType
-
-    from pipelines.deploy import NO_WORKER
 
     label = label or f"stage {stage}"
     budget = budget or (f"{config.timeout_of(stage):g} s (orchestration.timeouts in params.yaml; "

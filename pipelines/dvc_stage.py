@@ -95,10 +95,10 @@ def fetch_run_records(repo: Any, stage: Any) -> None:
             odb.fs.get_file(path, str(local / odb.fs.name(path)))
 
 
-def run(project: Path, name: str, env: Mapping[str, str], timeout: float) -> StageResult:
+def run(project: Path, name: str, env: Mapping[str, str], timeout: float | None) -> StageResult:
     """Run one stage as `dvc repro` does (DVC's `Stage.run`: its locks, then save, commit, dump),
     but its command in its own process group with its output captured; StageFailed on a non-zero
-    exit or after `timeout` seconds. Any way out stops the command's whole group."""
+    exit or after `timeout` seconds (None: no limit). Any way out stops the command's group."""
     from dvc.repo import Repo, lock_repo
     from dvc.stage.decorators import rwlocked, unlocked_repo
     from dvc.stage.run import prepare_kwargs
@@ -111,27 +111,27 @@ def run(project: Path, name: str, env: Mapping[str, str], timeout: float) -> Sta
         stage.save_deps()
         kwargs = prepare_kwargs(stage, run_env={"PATH": path, **env})
         commands = rwlocked(read=["deps"], write=["outs"])(unlocked_repo(_commands))
-        output = commands(stage, kwargs, time.monotonic() + timeout, timeout)
-        # a stage with a persisted or a non-metric `cache: false` output is never run-cached
-        # (DVC's rule)
-        uncached = any(
-            o.persist or not (o.use_cache or o.is_metric or o.is_plot) for o in stage.outs
-        )
+        output = commands(stage, kwargs, timeout)
+        # DVC's Stage.run: a non-metric `cache: false` output keeps the stage out of the run-cache
+        # (StageCache.save itself skips a stage with a persisted output)
+        uncached = any(not o.use_cache for o in stage.outs if not (o.is_metric or o.is_plot))
         stage.save(run_cache=not uncached)
         stage.commit()
         stage.dump(update_pipeline=False)
     return StageResult(name, "ran", started, time.time(), output)
 
 
-def _commands(stage: Any, kwargs: dict[str, Any], deadline: float, timeout: float) -> str:
+def _commands(stage: Any, kwargs: dict[str, Any], timeout: float | None) -> str:
     from dvc.stage.run import _make_cmd, get_executable
 
     name, output = stage.addressing, ""
+    deadline = None if timeout is None else time.monotonic() + timeout
     for cmd in stage.cmd if isinstance(stage.cmd, list) else stage.cmd.splitlines():
         proc = subprocess.Popen(_make_cmd(get_executable(), cmd), **kwargs, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            output += proc.communicate(timeout=max(0.0, deadline - time.monotonic()))[0]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            output += proc.communicate(timeout=left)[0]
         except subprocess.TimeoutExpired:
             output += _stop_group(proc)
             raise StageFailed(name, f"stage '{name}' timed out after {timeout:g} s and was "

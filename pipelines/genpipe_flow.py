@@ -23,11 +23,13 @@ from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, State
 
 from genpipe import cpu
+from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from genpipe.overrides import read_preset
 from genpipe.services.servers import prefect_api_unusable
 from genpipe.settings import project_root
 from pipelines import dvc_stage, run_summary
+from pipelines.dispatch import prepare, retry_condition, run_stage
 from pipelines.dvc_stage import StageFailed, StageResult
 from pipelines.plan import StagePlan, make_plan
 
@@ -102,10 +104,8 @@ def dispatched_stage(
     dispatcher: Any, stage: str, plan: StagePlan, upstream: list[StageResult]
 ) -> StageResult | State:
     """One stage on a worker of its pool (pipelines.dispatch), unless DVC needs no run."""
-    from pipelines.dispatch import run_stage
-
     result = skipped_by_plan(stage, upstream, plan) or run_stage(dispatcher, stage)
-    return as_state(result, f" from the team's run-cache ({dispatcher.pool(stage)})")
+    return as_state(result, f" from the team's run-cache ({dispatcher.config.pool_of(stage)})")
 
 
 @task(cache_policy=NO_CACHE)
@@ -114,7 +114,7 @@ def publish_summary(project: Path, run_id: str, results: list[StageResult], plan
     outputs = run_summary.collect(project, plan.files)
     markdown = run_summary.render_markdown(run_id, results, outputs, plan.applied)
     create_markdown_artifact(markdown, key="genpipe-summary", description="genpipe run summary")
-    if rows := run_summary.metrics_table(outputs):
+    if rows := outputs.metrics:  # JSON scalars: flatten writes lists as JSON text
         create_table_artifact(rows, key="genpipe-metrics", description="metrics of the DVC stages")
     return markdown
 
@@ -135,10 +135,8 @@ def genpipe_pipeline(
     plan, config = plan_stages(project, overrides, dispatch)
     order, dispatcher = plan.order(), None
     if config.dispatch if dispatch is None else dispatch:
-        from pipelines.dispatch import prepare
-
         dispatcher = prepare(project, plan, config, run_id)
-    remote = {s for s in order if dispatcher is not None and dispatcher.is_remote(s)}
+    remote = {s for s in order if dispatcher and config.pool_of(s) != LOCAL}
     feeds_workers = {u for s in remote & plan.may_run() for u in plan.upstream[s]} - remote
     peers = plan.sharing([s for s in order if s not in remote])
 
@@ -147,8 +145,6 @@ def genpipe_pipeline(
         upstream = [futures[u] for u in plan.upstream[stage]]
         retries = config.retries.get(stage, 0)
         if stage in remote:
-            from pipelines.dispatch import retry_condition
-
             futures[stage] = dispatched_stage.with_options(
                 retries=max(retries, config.lost_worker_retries),
                 retry_delay_seconds=config.retry_delay_seconds if retries else 0,
@@ -199,7 +195,6 @@ def _results_or_raise(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines [-S key=value ...] [--preset FILE] [--dispatch]`: one flow run."""
     # fmt: off
     p = argparse.ArgumentParser(prog="python -m pipelines", description="genpipe's stages as a Prefect flow")
     p.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -92,11 +92,3 @@ def render_markdown(
         "ids of the pipeline run that last built them.",
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"
-
-
-def metrics_table(outputs: PipelineOutputs) -> list[dict[str, Any]]:
-    """Rows for Prefect's table artifact (values as JSON-safe scalars)."""
-    return [
-        {**row, "value": row["value"] if isinstance(row["value"], int | float | str | bool) else str(row["value"])}
-        for row in outputs.metrics
-    ]  # fmt: skip

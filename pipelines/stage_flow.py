@@ -2,8 +2,8 @@
 
 The pull step keeps each commit in the worker's cache once: a mirror, `git worktree`s (one per
 stage run at a time) and the commit's genpipe installed (no dependencies) into a venv reusing the
-worker's packages, so a stage command runs the commit's code. The flow runs the stage in one
-process with DVC's API: pull the inputs, reproduce, push the outputs then the run record.
+worker's packages, so a stage command runs the commit's code. The flow pulls the inputs, runs
+the stage as a local one runs (pipelines.dvc_stage), and pushes the outputs, then the run record.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,20 +23,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from genpipe.errors import GenpipeError
+from pipelines import dvc_stage
+from pipelines.code_remote import git
 
 COMMIT_VAR, REMOTE_VAR = "GENPIPE_COMMIT", "GENPIPE_CODE_REMOTE"  # set per run by the controller
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genpipe" / "worker"
-
-
-def _git(*args: str | Path, check: bool = True) -> bool:
-    done = subprocess.run(["git", *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})  # fmt: skip
-    if check and done.returncode != 0:
-        raise GenpipeError(f"`git {' '.join(map(str, args))}` failed: {done.stderr.strip()}")
-    return done.returncode == 0
 
 
 def commit_checkout(repository: str, commit: str) -> dict[str, str]:
@@ -48,11 +41,11 @@ def commit_checkout(repository: str, commit: str) -> dict[str, str]:
     with FileLock(root / ".lock"):
         if not (folder / "venv").exists():
             if not mirror.exists():
-                _git("clone", "--quiet", "--mirror", repository, mirror)
-            has = ("--git-dir", mirror, "cat-file", "-e", f"{commit}^{{commit}}")
-            if not _git(*has, check=False):
-                _git("--git-dir", mirror, "fetch", "--quiet", repository, "+refs/*:refs/*")
-            if not _git(*has, check=False):
+                git(root, "clone", "--quiet", "--mirror", repository, str(mirror), timeout=600)
+            has = ("cat-file", "-t", f"{commit}^{{commit}}")  # prints "commit" if it has it
+            if not git(mirror, *has, check=False):
+                git(mirror, "fetch", "--quiet", repository, "+refs/*:refs/*", timeout=600)
+            if not git(mirror, *has, check=False):
                 raise GenpipeError(f"commit {commit} is not on {repository}: push it first")
             _install(mirror, folder, commit)
         os.utime(folder)  # the most recently used; `make worker` says how many stay
@@ -60,15 +53,15 @@ def commit_checkout(repository: str, commit: str) -> dict[str, str]:
         for old in sorted(folder.parent.iterdir(), key=lambda p: -p.stat().st_mtime)[keep:]:
             if keep and _unused(old):
                 shutil.rmtree(old, ignore_errors=True)
-        _git("--git-dir", mirror, "worktree", "prune")
+        git(mirror, "worktree", "prune")
     return {"directory": str(folder)}
 
 
 def _install(mirror: Path, folder: Path, commit: str) -> None:
     """ws0 (a worktree of the commit), then a venv with the commit's genpipe installed from it."""
     shutil.rmtree(folder, ignore_errors=True)  # a half-made folder of a killed run
-    _git("--git-dir", mirror, "worktree", "prune")
-    _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", folder / "ws0", commit)
+    git(mirror, "worktree", "prune")
+    git(mirror, "worktree", "add", "--quiet", "--detach", str(folder / "ws0"), commit)
     venv = folder / "venv.new"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     # the worker venv's packages (torch, dvc...) as a plain path entry: the .pth file there that
@@ -111,14 +104,11 @@ def workspace(folder: Path) -> Iterator[Path]:
         try:
             if not ws.exists():
                 mirror = folder.parents[1] / "mirror.git"
-                _git("--git-dir", mirror, "worktree", "add", "--quiet", "--detach", ws, folder.name)
+                git(mirror, "worktree", "add", "--quiet", "--detach", str(ws), folder.name)
             yield ws
             return
         finally:
             lock.release()
-
-
-TAIL_CHARS = 6000
 
 
 def configure(ws: Path, params: str, lock: str) -> None:
@@ -155,51 +145,17 @@ def pull_inputs(ws: Path, stage: str) -> None:
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
 def reproduce(ws: Path, stage: str, env: dict[str, str], host: str) -> str:
-    """`dvc repro --single-item stage` through DVC's API; the command's output goes to the log,
-    and into the error when it fails. Any way out stops the command's processes too."""
-    from dvc.repo import Repo
-
-    with Repo(str(ws)) as repo, _captured() as output:
-        try:
-            ran = repo.reproduce(stage, single_item=True, run_env=env)
-        except BaseException as exc:
-            _stop_children()  # e.g. cancelled (past its budget): the worker signals this process
-            if not isinstance(exc, Exception):
-                raise
-            cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
-            tail = output()[-TAIL_CHARS:]
-            raise GenpipeError(
-                f"[host {host}] stage {stage}: {cause}; last lines:\n{tail}"
-            ) from None
-        text = output()
-    get_run_logger().info("%s", text[-TAIL_CHARS:])
-    return "ran" if ran else "skipped"
-
-
-def _stop_children(grace_seconds: float = 10.0) -> None:
-    import psutil
-
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        child.terminate()
-    for child in psutil.wait_procs(children, timeout=grace_seconds)[1]:
-        child.kill()
-
-
-@contextmanager
-def _captured() -> Iterator[Callable[[], str]]:
-    """This process's stdout and stderr, so the stage command's, into a temporary file; yields
-    a function that reads what came so far."""
-    with tempfile.TemporaryFile() as sink:
-        fd, saved = sink.fileno(), (os.dup(1), os.dup(2))
-        sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(fd, 1), os.dup2(fd, 2)
-        try:
-            yield lambda: os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
+    """The stage as the controller runs a local one (pipelines.dvc_stage), with no deadline of
+    its own: its budget automation cancels the run, and the cancelled run stops the command."""
+    try:
+        if outcome := dvc_stage.settle(ws, stage):
+            return outcome
+        output = dvc_stage.run(ws, stage, env, timeout=None).output
+    except Exception as exc:
+        cause = f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)
+        raise GenpipeError(f"[host {host}] stage {stage}: {cause}") from None
+    get_run_logger().info("%s", output[-dvc_stage.TAIL_CHARS :])
+    return "ran"
 
 
 @flow(name="genpipe-stage", log_prints=True)

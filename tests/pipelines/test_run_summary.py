@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.dvc_stage import StageResult
-from pipelines.run_summary import collect, flatten, metrics_table, render_markdown
+from pipelines.run_summary import collect, flatten, render_markdown
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def test_summary_of_a_partial_run(tmp_path: Path) -> None:
     outputs = collect(tmp_path, files(tmp_path / "dvc.yaml"))
     markdown = render_markdown("flow-run-1", results, outputs, ["evaluator.epochs=1"])
 
-    assert metrics_table(outputs) == []
+    assert outputs.metrics == []
     assert "| train_evaluator | ran | 12.5 |" in markdown
     assert "No metrics files were found." in markdown
     assert "| train_evaluator | abc123 | genpipe-digits |" in markdown
@@ -68,5 +68,5 @@ def test_summary_keeps_headlines_and_the_decision(tmp_path: Path) -> None:
     assert "| decide | generation.fd.gan | 0.5 |" in markdown
     assert "| decide | generation.winner | gan |" in markdown
     assert "gan_ci_low" not in markdown  # in the table artifact only
-    assert "generation.fd.gan_ci_low" in {row["metric"] for row in metrics_table(outputs)}
+    assert "generation.fd.gan_ci_low" in {row["metric"] for row in outputs.metrics}
     assert "gan wins generation" in markdown
