@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
 SPARE, SPARE_POOLS = "worker-c", ("genpipe-gpu", "genpipe-cpu")  # joins in the fault test only
 DVC = str(Path(sys.executable).parent / "dvc")
-# long enough that two trainings started a few seconds apart on two hosts overlap for most of
-# their length (seconds of start-up skew against half a minute of training each)
+# the fault test's trainings: long enough that both are still training when the faults strike
+# (seconds of start-up skew between two hosts against half a minute of training each)
 TRAINING = {
     "vae": {"epochs": 25},
     "gan": {"epochs": 25},
@@ -63,7 +63,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
 
 
 def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(team: Team) -> None:
-    code, result, log = team.flow_result(team.run_flow("gan.lr.generator=0.0002"))
+    short = ("vae.epochs=2", "gan.epochs=2")  # where stages run, not how long they train
+    code, result, log = team.flow_result(team.run_flow("gan.lr.generator=0.0002", *short))
     assert code == 0 and result is not None, log[-6000:] + logs(team, ["worker"])
     stages = result["stages"]
     run_id = result["pipeline_run_id"]
@@ -75,7 +76,7 @@ def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(tea
     assert all(hosts[s] is None for s in ("download", "prepare", "validate", "decide"))
     assert all(stages[s]["outcome"] == "ran" for s in stages)
 
-    # MLflow: each training ran once in this pipeline run, on its worker; VAE and GAN overlapped
+    # MLflow: each training ran once in this pipeline run, on its worker
     runs = mlflow_stage_runs(team, run_id)
     for stage in ("train_vae", "train_gan", "train_evaluator", "evaluate"):
         assert [r.data.tags["genpipe.host"] for r in runs[stage]] == [hosts[stage]], stage
@@ -84,10 +85,6 @@ def test_one_flow_run_trains_on_two_workers_and_the_controller_only_restores(tea
         "worker-a",
         "worker-b",
     }
-    vae, gan = runs["train_vae"][0].info, runs["train_gan"][0].info
-    overlap = min(vae.end_time, gan.end_time) - max(vae.start_time, gan.start_time)
-    print(f"train_vae and train_gan overlapped {overlap / 1000:.1f} s on two hosts")
-    assert overlap > 0, (vae, gan)
 
     # the controller took the workers' results from the remote and ran none of those stages
     project = team.project
