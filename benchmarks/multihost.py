@@ -347,7 +347,7 @@ def report_sweep(run: dict[str, Any]) -> None:
         print(" | ".join(f"{c:>12}" for c in cells))
     mean = sum(r["wall"] - r["exp_run"] for r in rows) / max(1, len(rows))
     print(f"mean overhead per member run whole on one warm worker: {mean:.1f} s (goal <= 10 s)")
-    print(run["summary"])
+    print(f"against the members' MLflow stage runs (benchmarks.sweep): {run['summary']}")
 
 
 if __name__ == "__main__":
