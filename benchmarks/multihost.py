@@ -241,7 +241,9 @@ def main() -> None:
     ap.add_argument("--sweep", type=int, default=0, metavar="N",
                     help="instead: a dispatched sweep of N members, one at a time")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
-    ap.add_argument("--report", type=Path, nargs="+", help="only print saved run-N.json or sweep.json files")
+    ap.add_argument(
+        "--report", type=Path, nargs="+", help="only print saved run-N.json or sweep.json files"
+    )
     args = ap.parse_args()
     if args.report:
         report([json.loads(p.read_text()) for p in args.report])
