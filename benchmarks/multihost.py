@@ -1,6 +1,7 @@
 """The digits pipeline on one host against the same run dispatched to two workers, side by side.
 
     .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats 1] [--stress N]   (root)
+    .venv/bin/python -m benchmarks.multihost [--tiny] --sweep N                    (root)
 
 Hosts are network namespaces (tests/netns.py): `ctl` runs the team services and is the
 controller; `worker-a` (pools genpipe-gpu and genpipe-cpu) and `worker-b` (genpipe-gpu) run
@@ -19,6 +20,15 @@ a worker adds the push of its outputs. The overhead on the critical path (the ch
 that finished last) is compared with the single-host run's wall time. `--stress N` runs N
 busy processes (niced) through the dispatched run: a measurement under load. Load averages are
 printed before and after each run.
+
+`--sweep N` measures a dispatched sweep instead, on the same team: the controller makes and
+shares a baseline (`dvc repro`, `genpipe share`), the workers fetch that commit, then
+`python -m pipelines.sweep "train.seed=range(10,10+N)" --dispatch --jobs 1` sends the members one
+after another, each run whole on a warm worker of orchestration.sweep_pool. A member's overhead
+is its wall time as the controller sees it (from sending it to its pulled experiment: the
+member's MLflow run's `seconds`) minus its worker's `dvc exp run` task (read from Prefect), split
+into the phases Prefect records; the sweep's wall time is compared with the sum of its members'
+stage times (benchmarks.sweep).
 """
 
 from __future__ import annotations
@@ -37,7 +47,16 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.multihost import PYTHON, Team, bring_up, stage_flow_runs, start_team
+from benchmarks import sweep as sweep_bench
+from tests.e2e.multihost import (
+    PYTHON,
+    Team,
+    bring_up,
+    ctl_command,
+    share_baseline,
+    stage_flow_runs,
+    start_team,
+)
 from tests.netns import NetnsLab
 
 WORKERS = {"worker-a": ["genpipe-gpu", "genpipe-cpu"], "worker-b": ["genpipe-gpu"]}
@@ -161,13 +180,70 @@ def critical_chain(result: dict[str, Any], upstream: dict[str, list[str]]) -> li
     return chain[::-1]
 
 
+def seconds_of(start: Any, end: Any) -> float:
+    return (end - start).total_seconds()
+
+
+def run_sweep(team: Team, n: int) -> dict[str, Any]:
+    """The dispatched sweep of `n` seeds, one member at a time; its figures per member."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    from pipelines.sweep_member import MEMBER_FLOW
+
+    spec = f"train.seed=range(10,{10 + n})"
+    started = time.monotonic()
+    ctl_command(team, PYTHON, "-m", "pipelines.sweep", spec, "--dispatch", "--jobs", "1",
+                "-n", "bench", timeout=7200)  # fmt: skip
+    seconds = time.monotonic() - started
+    with team.mlflow() as client:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        [parent] = client.search_runs(experiments, "tags.`genpipe.stage` = 'sweep'")
+        rows = sweep_bench.members(client, experiments, parent)
+        text = sweep_bench.summary(parent, rows)
+    with team.prefect() as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[MEMBER_FLOW]))
+        )
+        for row in rows:
+            [run] = [
+                r for r in runs if f"({row['run_id'][:8]})" in r.name and r.state.is_completed()
+            ]
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            task = {t.name.split(" ")[2]: t for t in tasks if t.name.startswith("dvc exp ")}
+            exp_run, push = (
+                seconds_of(task[k].start_time, task[k].end_time) for k in ("run", "push")
+            )
+            setup = seconds_of(run.start_time, task["run"].start_time)
+            row.update(
+                host=(run.labels or {}).get("prefect.worker.name"),
+                exp_run=exp_run,
+                queue=seconds_of(run.created, run.start_time),
+                setup=setup,
+                push=push,
+                rest=seconds_of(run.start_time, run.end_time) - setup - exp_run - push,
+                back=row["wall"] - seconds_of(run.created, run.end_time),
+            )
+    return {"sweep": spec, "seconds": seconds, "members": rows, "summary": text}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="tests' tiny params (a quick check)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--stress", type=int, default=0, help="busy processes during the dispatch")
+    ap.add_argument("--sweep", type=int, default=0, metavar="N",
+                    help="instead: a dispatched sweep of N members, one at a time")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
-    ap.add_argument("--report", type=Path, nargs="+", help="only print saved run-N.json files")
+    ap.add_argument(
+        "--report", type=Path, nargs="+", help="only print saved run-N.json or sweep.json files"
+    )
     args = ap.parse_args()
     if args.report:
         report([json.loads(p.read_text()) for p in args.report])
@@ -185,6 +261,10 @@ def main() -> None:
                     team.start_worker(host, pool)
             team.wait_workers()
             print(f"services, deployments and workers up in {time.monotonic() - t0:.0f} s")
+            if args.sweep:
+                t0 = time.monotonic()
+                share_baseline(team)
+                print(f"baseline made and shared in {time.monotonic() - t0:.0f} s; {load()}")
             warm = warm_workers(team)
             print("first fetch + install of the commit per worker (once per commit): "
                   + ", ".join(f"{h} {s:.1f} s" for h, s in warm.items()), flush=True)  # fmt: skip
@@ -195,7 +275,7 @@ def main() -> None:
             os.chdir(team.project)  # DVC's API reads stage names from the project folder
             with Repo(str(team.project)) as repo:
                 upstream = {s: list(u) for s, u in read_graph(repo).upstream.items()}
-            for i in range(args.repeats):
+            for i in range(0 if args.sweep else args.repeats):
                 print(f"[{i}] {load()}", flush=True)
                 single = run_single(team, f"bench-single-{i}", seed=100 + i)
                 print(f"[{i}] single host: {single:.1f} s; {load()}", flush=True)
@@ -205,6 +285,11 @@ def main() -> None:
                              "upstream": upstream, "stress": args.stress,
                              "repro": repro_seconds(team, result["pipeline_run_id"])})  # fmt: skip
                 (root / f"run-{i}.json").write_text(json.dumps(runs[-1]))
+            if args.sweep:
+                print(f"[sweep] {load()}", flush=True)
+                runs.append(run_sweep(team, args.sweep))
+                print(f"[sweep] {runs[-1]['seconds']:.1f} s; {load()}", flush=True)
+                (root / "sweep.json").write_text(json.dumps(runs[-1]))
         finally:
             team.close()
     report(runs)
@@ -217,6 +302,9 @@ def main() -> None:
 
 def report(runs: list[dict[str, Any]]) -> None:
     for i, run in enumerate(runs):
+        if "sweep" in run:
+            report_sweep(run)
+            continue
         result, single, multi = run["result"], run["single"], run["multi"]
         per = overheads(result, run["repro"])
         hosts = {s: v["host"] or "ctl" for s, v in result["stages"].items()}
@@ -245,6 +333,23 @@ def report(runs: list[dict[str, Any]]) -> None:
         print(f"critical chain: {' -> '.join(chain)}")
         print(f"dispatch overhead on it: {on_path:.1f} s = {100 * on_path / single:.1f}% of the "
               f"single-host run (goal <= 5%)")  # fmt: skip
+
+
+def report_sweep(run: dict[str, Any]) -> None:
+    rows = run["members"]
+    print(f"\n== dispatched sweep {run['sweep']!r}, one member at a time, warm workers "
+          f"({run['seconds']:.1f} s as the command ran)")  # fmt: skip
+    cols = ["member", "host", "wall", "exp_run", "overhead", "queue", "setup", "push", "rest",
+            "back"]  # fmt: skip
+    print(" | ".join(f"{c:>12}" for c in cols))
+    for r in rows:
+        over = r["wall"] - r["exp_run"]
+        cells = [r["member"][:12], r["host"], *(f"{v:.1f}" for v in (r["wall"], r["exp_run"], over)),
+                 *(f"{r[k]:.1f}" for k in cols[5:])]  # fmt: skip
+        print(" | ".join(f"{c:>12}" for c in cells))
+    mean = sum(r["wall"] - r["exp_run"] for r in rows) / max(1, len(rows))
+    print(f"mean overhead per member run whole on one warm worker: {mean:.1f} s (goal <= 10 s)")
+    print(f"against the members' MLflow stage runs (benchmarks.sweep): {run['summary']}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Any
 
 from mlflow import MlflowClient
 
@@ -24,18 +25,8 @@ def _seconds(run) -> float:
     return (run.info.end_time - run.info.start_time) / 1000
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--name", default=None, help="the sweep's parent run name (default: latest)")
-    args = ap.parse_args()
-    tracking.configure_mlflow()
-    client = MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    query = "tags.`genpipe.stage` = 'sweep'"
-    if args.name:
-        query += f" and attributes.run_name = '{args.name}'"
-    parents = client.search_runs(experiments, query, order_by=["attributes.end_time DESC"])
-    parent = parents[0]
+def members(client: MlflowClient, experiments: list[str], parent) -> list[dict[str, Any]]:
+    """Per member that ran in the sweep `parent`: its run, wall time, stage time and overhead."""
     children = client.search_runs(
         experiments,
         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`genpipe.stage` = 'sweep_member'",
@@ -49,22 +40,44 @@ def main() -> None:
         )
         stage_time = sum(_seconds(s) for s in stages if s.info.end_time)
         wall = child.data.metrics["seconds"]
-        rows.append((child.info.run_name, wall, stage_time, wall - stage_time, len(stages)))
-    print(f"sweep {parent.info.run_name!r}: {len(children)} members, {len(rows)} ran")
-    print(f"{'member':40s} {'wall s':>8s} {'stages s':>9s} {'overhead s':>11s} stages")
-    for name, wall, stage_time, overhead, n in sorted(rows):
-        print(f"{name:40s} {wall:8.1f} {stage_time:9.1f} {overhead:11.1f} {n:6d}")
-    if not rows:
-        return
+        rows.append({"member": child.info.run_name, "run_id": child.info.run_id, "wall": wall,
+                     "stages": stage_time, "overhead": wall - stage_time, "n": len(stages)})  # fmt: skip
+    return sorted(rows, key=lambda r: r["member"])
+
+
+def summary(parent, rows: list[dict[str, Any]]) -> str:
+    """The sweep's wall time against the sum of its members' stage times."""
     sweep_wall = _seconds(parent)
-    total = sum(r[2] for r in rows)
-    print(
+    total = sum(r["stages"] for r in rows)
+    return (
         f"sweep wall {sweep_wall:.1f} s; sum of member stage times {total:.1f} s "
         f"(ratio {total / sweep_wall:.2f}: > 1 means members overlapped); "
-        f"overhead per member {statistics.fmean(r[3] for r in rows):.1f} s mean, "
-        f"{max(r[3] for r in rows):.1f} s max; sweep wall minus the longest member "
-        f"{sweep_wall - max(r[1] for r in rows):.1f} s"
+        f"overhead per member {statistics.fmean(r['overhead'] for r in rows):.1f} s mean, "
+        f"{max(r['overhead'] for r in rows):.1f} s max; sweep wall minus the longest member "
+        f"{sweep_wall - max(r['wall'] for r in rows):.1f} s"
     )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", default=None, help="the sweep's parent run name (default: latest)")
+    args = ap.parse_args()
+    tracking.configure_mlflow()
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    query = "tags.`genpipe.stage` = 'sweep'"
+    if args.name:
+        query += f" and attributes.run_name = '{args.name}'"
+    parent = client.search_runs(experiments, query, order_by=["attributes.end_time DESC"])[0]
+    rows = members(client, experiments, parent)
+    print(f"sweep {parent.info.run_name!r}: {len(rows)} members ran")
+    print(f"{'member':40s} {'wall s':>8s} {'stages s':>9s} {'overhead s':>11s} stages")
+    for r in rows:
+        print(
+            f"{r['member']:40s} {r['wall']:8.1f} {r['stages']:9.1f} {r['overhead']:11.1f} {r['n']:6d}"
+        )
+    if rows:
+        print(summary(parent, rows))
 
 
 if __name__ == "__main__":

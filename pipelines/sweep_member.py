@@ -16,7 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from genpipe.config import OrchestrationConfig
 from genpipe.errors import GenpipeError
@@ -102,6 +103,21 @@ def run_member(
     return ended(1, f"sweep member {member.name}: its worker was lost every time")
 
 
+# Tasks of their own, so that Prefect records how long each took (benchmarks.multihost --sweep
+# reads them: a member's dispatch overhead is the rest of its time).
+@task(task_run_name="dvc exp run {member.name}", cache_policy=NO_CACHE)
+def exp_run(
+    ws: Path, member: Member, env: dict[str, str], log_path: Path, timeout: float
+) -> MemberRun:
+    """`dvc exp run --temp --pull`: what the baseline computed comes from the DVC remote."""
+    return experiments.run_member(ws, member, env, log_path, timeout, pull=True)
+
+
+@task(task_run_name="dvc exp push", cache_policy=NO_CACHE)
+def exp_push(ws: Path, ref: str, git_remote: str) -> None:
+    experiments.push(ws, ref, git_remote)
+
+
 @flow(name=MEMBER_FLOW, log_prints=True)
 def genpipe_sweep_member(
     member: str,
@@ -134,13 +150,13 @@ def genpipe_sweep_member(
         if experiments.holds(ws, ref):  # same name, same commit: this very experiment
             outcome = "held"
         else:
-            run = experiments.run_member(ws, Member(member, tuple(overrides), target), env,
-                                         folder / "logs" / f"{member}.log", timeout, pull=True)  # fmt: skip
+            run = exp_run(ws, Member(member, tuple(overrides), target), env,
+                          folder / "logs" / f"{member}.log", timeout)  # fmt: skip
             if not run.ok:
                 raise GenpipeError(f"[host {host}] sweep member {member}: `dvc exp run` exit "
                                    f"{run.returncode}; last lines:\n{experiments.tail(run.log_path)}")  # fmt: skip
             get_run_logger().info("%s", experiments.tail(run.log_path, 60))
             outcome = "ran"
-        experiments.push(ws, ref, os.environ[REMOTE_VAR])
+        exp_push(ws, ref, os.environ[REMOTE_VAR])
     print(f"sweep member {member} {outcome} on {host}; pushed {ref}")
     return {"member": member, "host": host, "outcome": outcome}

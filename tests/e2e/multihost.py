@@ -284,6 +284,23 @@ def bring_up(team: Team) -> None:
         assert done.returncode == 0, f"{module}: {done.stdout}{done.stderr}"
 
 
+def ctl_command(team: Team, *argv: str, timeout: float = 1800) -> str:
+    """A user's command on the controller, in the project; its output, or an AssertionError."""
+    done = team.ctl.run(list(argv), env=team.ctl_env(), cwd=team.project, timeout=timeout,
+                        check=False)  # fmt: skip
+    assert done.returncode == 0, f"{argv}: {done.stdout[-3000:]}{done.stderr[-5000:]}"
+    return done.stdout
+
+
+def share_baseline(team: Team) -> None:
+    """The baseline a sweep starts from, as a user makes it: the pipeline, then `make share`
+    (outputs to the DVC remote, the commit to the code repo)."""
+    for key, value in (("user.name", "controller"), ("user.email", "ctl@example.com")):
+        ctl_command(team, "git", "config", key, value)  # ctl's HOME is empty: who commits
+    ctl_command(team, f"{BIN}/dvc", "repro")
+    ctl_command(team, f"{BIN}/genpipe", "share", "-m", "baseline")
+
+
 def mlflow_stage_runs(team: Team, pipeline_run_id: str) -> dict[str, list[Any]]:
     """stage -> its MLflow runs tagged with this pipeline run (newest first)."""
     found: dict[str, list[Any]] = {}

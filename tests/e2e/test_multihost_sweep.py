@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.multihost import PYTHON, Team, bring_up, host_of, logs, start_team
+from tests.e2e.multihost import (
+    PYTHON,
+    Team,
+    bring_up,
+    ctl_command,
+    host_of,
+    logs,
+    share_baseline,
+    start_team,
+)
 from tests.e2e.test_sweep import SWEEP
 from tests.netns import NetnsLab, netns_available
 
@@ -41,20 +50,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
             team.close()
 
 
-def ctl(team: Team, *argv: str, timeout: float = 1800) -> str:
-    """A user's command on the controller, in the project; its output, or the test fails."""
-    done = team.ctl.run(list(argv), env=team.ctl_env(), cwd=team.project, timeout=timeout,
-                        check=False)  # fmt: skip
-    assert done.returncode == 0, f"{argv}: {done.stdout[-3000:]}{done.stderr[-5000:]}"
-    return done.stdout
-
-
 def test_a_dispatched_sweep_of_four_with_one_failing(team: Team) -> None:
-    # the baseline, as a user makes it: the pipeline, then `make share` (outputs and commit)
-    for key, value in (("user.name", "controller"), ("user.email", "ctl@example.com")):
-        ctl(team, "git", "config", key, value)  # ctl's HOME is empty: who commits
-    ctl(team, str(BIN / "dvc"), "repro")
-    ctl(team, str(BIN / "genpipe"), "share", "-m", "baseline")
+    share_baseline(team)
 
     argv = [PYTHON, "-m", "pipelines.sweep", SWEEP, "--jobs", "4", "--dispatch", "-n", "e2e"]
     done = team.ctl.run(argv, env=team.ctl_env(), cwd=team.project, timeout=2400, check=False)
@@ -65,7 +62,7 @@ def test_a_dispatched_sweep_of_four_with_one_failing(team: Team) -> None:
     assert "n_samples-100000" in failed_part, failed_part
 
     # the controller holds the three good members, pulled from the code remote
-    shown = json.loads(ctl(team, str(BIN / "dvc"), "exp", "show", "--json"))
+    shown = json.loads(ctl_command(team, str(BIN / "dvc"), "exp", "show", "--json"))
     names = {e["name"] for b in shown for e in b.get("experiments") or [] if e.get("name")}
     seeds = {n for n in names if n.startswith("seed-")}
     assert len(seeds) == 3 and not any(n.startswith("n_samples") for n in names), names
