@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
                    help="run members on workers (default: orchestration.dispatch)")  # fmt: skip
     args = p.parse_args(argv)
+    if (error := missing_baseline(args.project, "sweep")) is not None:
+        return error
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -308,6 +310,17 @@ def main(argv: list[str] | None = None) -> int:
         dispatch=args.dispatch, return_state=True,
     )  # fmt: skip
     return exit_code(state, "sweep")
+
+
+def missing_baseline(project: str | None, what: str) -> int | None:
+    """2, after one line saying to run the pipeline first, when there is no baseline to sweep
+    from; checked before the flow starts, so no flow run fails over it."""
+    try:
+        dataset_name(Path(project).resolve() if project else project_root())
+    except GenpipeError as exc:
+        print(f"genpipe {what}: error: {exc}", file=sys.stderr)
+        return 2
+    return None
 
 
 def exit_code(state: State, what: str) -> int:

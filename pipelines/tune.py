@@ -25,7 +25,14 @@ from genpipe.registry.decision import FAMILIES
 from genpipe.settings import project_root
 from genpipe.sweeps import tune
 from genpipe.sweeps.report import MemberResult
-from pipelines.sweep import MEMBER_TIMEOUT, OUT, dataset_name, exit_code, sweep_flow
+from pipelines.sweep import (
+    MEMBER_TIMEOUT,
+    OUT,
+    dataset_name,
+    exit_code,
+    missing_baseline,
+    sweep_flow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dispatch", action=argparse.BooleanOptionalAction, default=None,
                    help="run members on workers (default: orchestration.dispatch)")  # fmt: skip
     args = p.parse_args(argv)
+    if (error := missing_baseline(args.project, "tune")) is not None:
+        return error
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
