@@ -72,13 +72,13 @@ def pull_times(folder: Path, pushed: Path, config: Path, n: int) -> None:
 
     _scratch(folder)
     shutil.copy(config, folder / ".dvc" / "config.local")
-    for dvcfile in pushed.glob("*.dvc"):
+    for dvcfile in pushed.glob("*.bin.dvc"):
         shutil.copy(dvcfile, folder / dvcfile.name)
     found: dict[str, list[float]] = {"api": [], "cli": []}
     with Repo(str(folder)) as repo:
         for i in range(n):
             started = time.monotonic()
-            repo.pull(targets=[f"api-{i}.bin"])
+            repo.pull(targets=[str(folder / f"api-{i}.bin")])
             found["api"].append(time.monotonic() - started)
     for i in range(n):
         found["cli"].append(_dvc(folder, "pull", "-q", f"cli-{i}.bin"))

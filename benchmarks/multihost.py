@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats 1] [--stress N]   (root)
     .venv/bin/python -m benchmarks.multihost [--tiny] --sweep N                    (root)
+    .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats R] --floor [N]    (root)
 
 Hosts are network namespaces (tests/netns.py): `ctl` runs the team services and is the
 controller; `worker-a` (pools genpipe-gpu and genpipe-cpu) and `worker-b` (genpipe-gpu) run
@@ -29,6 +30,14 @@ is its wall time as the controller sees it (from sending it to its pulled experi
 member's MLflow run's `seconds`) minus its worker's `dvc exp run` task (read from Prefect), split
 into the phases Prefect records; the sweep's wall time is compared with the sum of its members'
 stage times (benchmarks.sweep).
+
+`--floor N` then measures, on the same team, what the tools cost with none of genpipe's work
+(benchmarks.floor): N runs of a trivial flow deployed on a stage pool (its warm worker, its job
+variables), once with a pull step that only changes folder and once with the stages'
+commit_checkout of the already fetched commit, each sent as dispatch sends a stage; N `dvc push`
+of a new 10 KB file on a worker and N `dvc pull` of them on the controller, through DVC's API
+(as genpipe calls it) and its CLI. It prints genpipe's per-stage phases beside the floor of each:
+this run's dispatched stages, or with `--repeats 0` the last committed record, labelled so.
 """
 
 from __future__ import annotations
@@ -306,7 +315,8 @@ def dvc_floor(team: Team, n: int) -> dict[str, dict[str, list[float]]]:
 def run_floor(team: Team, n: int) -> dict[str, Any]:
     found: dict[str, Any] = {"n": n, "load_before": os.getloadavg(), "prefect": {}}
     for deployment in deploy_floor(team):
-        found["prefect"][deployment] = prefect_floor(team, deployment, n)
+        found["prefect"][deployment] = rows = prefect_floor(team, deployment, n)
+        print(f"[floor] genpipe-floor/{deployment}: {json.dumps(rows)}", flush=True)
     found["dvc"] = dvc_floor(team, n)
     found["load_after"] = os.getloadavg()
     return found
