@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats 1] [--stress N]   (root)
     .venv/bin/python -m benchmarks.multihost [--tiny] --sweep N                    (root)
+    .venv/bin/python -m benchmarks.multihost [--tiny] [--repeats R] --floor [N]    (root)
 
 Hosts are network namespaces (tests/netns.py): `ctl` runs the team services and is the
 controller; `worker-a` (pools genpipe-gpu and genpipe-cpu) and `worker-b` (genpipe-gpu) run
@@ -29,6 +30,14 @@ is its wall time as the controller sees it (from sending it to its pulled experi
 member's MLflow run's `seconds`) minus its worker's `dvc exp run` task (read from Prefect), split
 into the phases Prefect records; the sweep's wall time is compared with the sum of its members'
 stage times (benchmarks.sweep).
+
+`--floor N` then measures, on the same team, what the tools cost with none of genpipe's work
+(benchmarks.floor): N runs of a trivial flow deployed on a stage pool (its warm worker, its job
+variables), once with a pull step that only changes folder and once with the stages'
+commit_checkout of the already fetched commit, each sent as dispatch sends a stage; N `dvc push`
+of a new 10 KB file on a worker and N `dvc pull` of them on the controller, through DVC's API
+(as genpipe calls it) and its CLI. It prints genpipe's per-stage phases beside the floor of each:
+this run's dispatched stages, or with `--repeats 0` the last committed record, labelled so.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,13 +76,16 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def head(team: Team) -> str:
+    return subprocess.run(["git", "-C", str(team.project), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
 def warm_workers(team: Team) -> dict[str, float]:
     """Each worker host fetches and installs the commit (the pull step a first run pays)."""
-    commit = subprocess.run(["git", "-C", str(team.project), "rev-parse", "HEAD"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     code = (
         "from pipelines.stage_flow import commit_checkout\n"
-        f"commit_checkout({team.client['GENPIPE_CODE_REMOTE_URL']!r}, {commit!r})\n"
+        f"commit_checkout({team.client['GENPIPE_CODE_REMOTE_URL']!r}, {head(team)!r})\n"
     )
     seconds = {}
     for host in WORKERS:
@@ -233,6 +246,82 @@ def run_sweep(team: Team, n: int) -> dict[str, Any]:
     return {"sweep": spec, "seconds": seconds, "members": rows, "summary": text}
 
 
+FLOOR_POOL = "genpipe-cpu"  # worker-a's pool of train_evaluator and evaluate
+FLOOR_FILE_BYTES = 10_000
+
+
+def deploy_floor(team: Team) -> list[str]:
+    """Two deployments of benchmarks.floor:noop like the stages' one on FLOOR_POOL (its pool,
+    queue, job variables, so its warm worker): `bare`, whose one pull step only changes into the
+    controller's checkout (every namespace host sees the same disk), and `checkout`, with the
+    stages' own pull step (commit_checkout). Made with Prefect's client: prefect.yaml is what
+    users deploy whole (`prefect deploy --all`), and a benchmark's flow is not theirs."""
+    from pipelines.dispatch import STAGE_FLOW
+
+    entrypoint = f"{team.project / 'benchmarks' / 'floor.py'}:noop"
+    chdir = {"prefect.deployments.steps.set_working_directory": {"directory": str(team.project)}}
+    with team.prefect() as client:
+        stage = client.read_deployment_by_name(f"{STAGE_FLOW}/{FLOOR_POOL}")
+        flow_id = client.create_flow_from_name("genpipe-floor")
+        for name, steps in (("bare", [chdir]), ("checkout", stage.pull_steps)):
+            client.create_deployment(flow_id, name, work_pool_name=stage.work_pool_name,
+                                     work_queue_name=stage.work_queue_name, entrypoint=entrypoint,
+                                     pull_steps=steps, job_variables=stage.job_variables)  # fmt: skip
+    return ["bare", "checkout"]
+
+
+def prefect_floor(team: Team, deployment: str, n: int) -> list[dict[str, float]]:
+    """`n` runs of the trivial flow, each sent as dispatch sends a stage (run_on_pool: the
+    commit as job variables, the controller polling at orchestration.poll_seconds)."""
+    from genpipe.config import load_params
+    from pipelines.dispatch import run_on_pool
+
+    config = load_params(team.project / "params.yaml").orchestration
+    commit, url = head(team), team.client["GENPIPE_CODE_REMOTE_URL"]
+    found = []
+    with team.prefect():  # run_deployment's client: the team's server
+        for i in range(n):
+            run = run_on_pool(config, f"genpipe-floor/{deployment}", {}, commit=commit,
+                              code_url=url, name=f"floor {deployment} {i}", tags=[],
+                              budget=300)  # fmt: skip
+            seen = time.time()
+            assert run.state.is_completed(), f"floor run {run.name}: {run.state}"
+            found.append({"queue": seconds_of(run.created, run.start_time),
+                          "run": seconds_of(run.start_time, run.end_time),
+                          "seen": seen - run.created.timestamp()})  # fmt: skip
+    return found
+
+
+def on_host(team: Team, host: str, call: str) -> Any:
+    """benchmarks.floor's `call` on a namespace host, in the controller's checkout; its RESULT."""
+    env = team.ctl_env() if host == "ctl" else team.host_env(host)
+    code = f"from pathlib import Path\nfrom benchmarks import floor\nfloor.{call}\n"
+    done = team.lab[host].run([PYTHON, "-c", code], env=env, cwd=team.project, timeout=900)
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(line[7:])
+
+
+def dvc_floor(team: Team, n: int) -> dict[str, dict[str, list[float]]]:
+    """`dvc push` of n new small files on worker-a, then `dvc pull` of them on the controller."""
+    pushed, pulled = team.root / "worker-a" / "floor-dvc", team.root / "ctl" / "floor-dvc"
+    config = team.project / ".dvc" / "config.local"
+    return {
+        "push": on_host(team, "worker-a", f"push_times(Path({str(pushed)!r}), {n}, {FLOOR_FILE_BYTES})"),
+        "pull": on_host(team, "ctl", f"pull_times(Path({str(pulled)!r}), Path({str(pushed)!r}), "
+                        f"Path({str(config)!r}), {n})"),
+    }  # fmt: skip
+
+
+def run_floor(team: Team, n: int) -> dict[str, Any]:
+    found: dict[str, Any] = {"n": n, "load_before": os.getloadavg(), "prefect": {}}
+    for deployment in deploy_floor(team):
+        found["prefect"][deployment] = rows = prefect_floor(team, deployment, n)
+        print(f"[floor] genpipe-floor/{deployment}: {json.dumps(rows)}", flush=True)
+    found["dvc"] = dvc_floor(team, n)
+    found["load_after"] = os.getloadavg()
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="tests' tiny params (a quick check)")
@@ -240,6 +329,9 @@ def main() -> None:
     ap.add_argument("--stress", type=int, default=0, help="busy processes during the dispatch")
     ap.add_argument("--sweep", type=int, default=0, metavar="N",
                     help="instead: a dispatched sweep of N members, one at a time")  # fmt: skip
+    ap.add_argument("--floor", type=int, nargs="?", const=5, default=0, metavar="N",
+                    help="then the tools' floor: N runs of a trivial flow on a stage pool, "
+                         "N small-file `dvc push` and `dvc pull`")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument(
         "--report", type=Path, nargs="+", help="only print saved run-N.json or sweep.json files"
@@ -290,6 +382,11 @@ def main() -> None:
                 runs.append(run_sweep(team, args.sweep))
                 print(f"[sweep] {runs[-1]['seconds']:.1f} s; {load()}", flush=True)
                 (root / "sweep.json").write_text(json.dumps(runs[-1]))
+            if args.floor:
+                print(f"[floor] {load()}", flush=True)
+                runs.append({"floor": run_floor(team, args.floor)})
+                print(f"[floor] done; {load()}", flush=True)
+                (root / "floor.json").write_text(json.dumps(runs[-1]))
         finally:
             team.close()
     report(runs)
@@ -304,6 +401,9 @@ def report(runs: list[dict[str, Any]]) -> None:
     for i, run in enumerate(runs):
         if "sweep" in run:
             report_sweep(run)
+            continue
+        if "floor" in run:
+            report_floor(run["floor"], [r for r in runs if "result" in r])
             continue
         result, single, multi = run["result"], run["single"], run["multi"]
         per = overheads(result, run["repro"])
@@ -333,6 +433,72 @@ def report(runs: list[dict[str, Any]]) -> None:
         print(f"critical chain: {' -> '.join(chain)}")
         print(f"dispatch overhead on it: {on_path:.1f} s = {100 * on_path / single:.1f}% of the "
               f"single-host run (goal <= 5%)")  # fmt: skip
+
+
+PHASES = ("settle", "queue", "worker", "accept", "rest", "overhead")
+RECORD = Path("docs/records/benchmarks/multihost.json")
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def report_floor(floor: dict[str, Any], stage_runs: list[dict[str, Any]]) -> None:
+    """The floors, then genpipe's per-stage phases beside the tools' floor of each."""
+    print(f"\n== the tools' floor, {floor['n']} repeats each; median (range) in s; load "
+          + " -> ".join(" ".join(f"{x:.2f}" for x in floor[k]) for k in ("load_before", "load_after")))  # fmt: skip
+    print(
+        f"Prefect: a trivial flow on pool {FLOOR_POOL}'s warm worker, sent as dispatch sends a stage"
+    )
+    print(" | ".join(f"{c:>24}" for c in ("pull step", "created -> Running", "Running -> Completed",
+                                          "created -> seen done")))  # fmt: skip
+    for name, rows in floor["prefect"].items():
+        step = {"bare": "chdir only", "checkout": "commit_checkout (warm)"}[name]
+        cells = [step, *(spread([r[k] for r in rows]) for k in ("queue", "run", "seen"))]
+        print(" | ".join(f"{c:>24}" for c in cells))
+    dvc = floor["dvc"]
+    print(f"DVC, one new {FLOOR_FILE_BYTES // 1000} KB file over the team's SSH remote: "
+          + "; ".join(f"{op} ({'worker-a' if op == 'push' else 'ctl'}) API {spread(dvc[op]['api'])}, "
+                      f"CLI {spread(dvc[op]['cli'])}" for op in ("push", "pull")))  # fmt: skip
+    if stage_runs:
+        rows = [t for r in stage_runs for t in overheads(r["result"], r["repro"]).values()
+                if "repro" in t]  # fmt: skip
+        source = "this run's dispatched stages"
+    else:
+        record = json.loads(RECORD.read_text())
+        rows = record["tables"]["overhead per dispatched stage, by phase"]
+        source = f"NOT this run: the last record, {RECORD} ({record['date']})"
+    genpipe = {k: statistics.mean(r[k] for r in rows) for k in PHASES if k != "rest"}
+    genpipe["rest"] = genpipe["overhead"] - sum(genpipe[k] for k in PHASES[:4])
+    prefect, med = floor["prefect"]["checkout"], statistics.median
+    pull, push = med(dvc["pull"]["api"]), med(dvc["push"]["api"])
+    tools: dict[str, float | None] = {
+        "settle": None,  # DVC's run-cache look-up before sending: not measured
+        "queue": med([r["queue"] for r in prefect]),
+        "worker": med([r["run"] for r in prefect]) + pull + push,
+        "accept": pull,
+        "rest": med([r["seen"] - r["queue"] - r["run"] for r in prefect]),
+    }
+    tools["overhead"] = sum(v for v in tools.values() if v is not None)
+    what = {
+        "settle": "(DVC run-cache look-up: not measured)",
+        "queue": "trivial flow, commit_checkout: created -> Running",
+        "worker": "its Running -> Completed + DVC pull + DVC push (API)",
+        "accept": "DVC pull on the controller (API)",
+        "rest": "controller's poll: Completed -> seen",
+        "overhead": "sum",
+    }
+    print(
+        f"\ngenpipe's overhead per dispatched stage (mean of {len(rows)}, {source}) "
+        "beside the tools' floor (medians)"
+    )
+    print(f"{'phase':>10} | {'genpipe':>8} | {'floor':>8} | {'above':>8} | floor is")
+    for k in PHASES:
+        fl = tools[k]
+        cells = [k, f"{genpipe[k]:.1f}", "-" if fl is None else f"{fl:.1f}",
+                 f"{genpipe[k] - (fl or 0):.1f}"]  # fmt: skip
+        print(" | ".join(f"{c:>10}" if j == 0 else f"{c:>8}" for j, c in enumerate(cells))
+              + f" | {what[k]}")  # fmt: skip
 
 
 def report_sweep(run: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from benchmarks import verdict
 PAGES = {"results.md": "results.md.j2", "benchmarks.md": "benchmarks.md.j2"}
 # benchmarks/ modules that are not speed or cost benchmarks: what renders results.md, and helpers
 RESULTS_PRODUCERS = {"verdict", "verdict_seeds", "ablation", "compute_matched"}
-HELPERS = {"__init__", "own_store", "records", "render_docs"}
+HELPERS = {"__init__", "floor", "own_store", "records", "render_docs"}
 MISSING = "—"
 
 
