@@ -52,7 +52,7 @@ pipeline: $(STAMP)
 
 # Tests run in parallel (pytest-xdist): most of their time is spent waiting on servers and
 # subprocesses. Tests that must not overlap share an xdist_group.
-XDIST ?= -n 6 --dist loadgroup
+XDIST ?= -n 4 --dist loadgroup
 
 ## Run every test, slow end-to-end ones included (what CI runs).
 test: $(STAMP)
