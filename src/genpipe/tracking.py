@@ -409,6 +409,26 @@ def live_run(
         mlflow.end_run()
 
 
+def log_step(metrics: Mapping[str, float], step: int) -> None:
+    """One step's metrics to the active run. When the server's answer was cut off mid-read (a
+    server killed or restarted while answering), the batch goes once more: MLflow retries
+    connections, not a response lost after it began, and the same timestamps make the second
+    send store nothing the first one stored."""
+    import mlflow
+    from mlflow.entities import Metric
+    from requests.exceptions import ChunkedEncodingError
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    run_id, client = mlflow.active_run().info.run_id, mlflow.MlflowClient()
+    try:
+        client.log_batch(run_id, metrics=batch)
+    except mlflow.MlflowException as exc:
+        if not isinstance(exc.__context__, ChunkedEncodingError):
+            raise
+        client.log_batch(run_id, metrics=batch)
+
+
 def logged_through(run_id: str) -> int:
     """The last step any metric of the run was logged at (0: none): a resumed training skips the
     epochs its killed attempt had already logged after its last checkpoint."""

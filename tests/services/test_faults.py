@@ -32,14 +32,13 @@ BACK_WITHIN = 600.0  # a deadline, not a goal: MLflow restarts in about a minute
 
 LOGGER_STAGE = """
 import os, time
-import mlflow
 from genpipe import tracking
 with tracking.live_run("heartbeat", "faults") as run:
     open("run_id.txt", "w").write(run.info.run_id)
     step = 0
     while not os.path.exists(os.environ["STOP_FILE"]):
         step += 1
-        mlflow.log_metric("beat", step, step=step)
+        tracking.log_step({"beat": step}, step)  # as a training logs each epoch
         time.sleep(0.5)
 open("done.txt", "w").write(str(step))
 """

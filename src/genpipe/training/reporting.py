@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from genpipe import io
+from genpipe import io, tracking
 from genpipe.grids import save_grid
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,8 @@ class MlflowReporter:
         self.logged = logged
 
     def log_epoch(self, epoch: int, metrics: dict[str, float], history: list[dict]) -> None:
-        import mlflow
-
         if epoch > self.logged:
-            mlflow.log_metrics(metrics, step=epoch)
+            tracking.log_step(metrics, epoch)
         if self.plots_path is not None:
             write_plots(self.plots_path, history)
 
