@@ -82,3 +82,47 @@ def test_three_processes_create_one_store_at_once(tmp_path: Path) -> None:
         assert child.returncode == 0, err
     runs = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}").search_runs(["0"])
     assert len(runs) == 3
+
+
+def test_a_step_whose_answer_was_cut_off_is_sent_once_more_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tracking server that dies while answering: the first log-batch gets half a response
+    (what a SIGKILLed `mlflow server` leaves), the second a whole one; MLflow's client retries
+    neither by itself, log_step sends the same batch (same timestamp) again."""
+    import json
+    import socket
+
+    import mlflow
+
+    from genpipe import tracking
+
+    server = socket.create_server(("127.0.0.1", 0))
+    bodies: list[dict] = []
+
+    def serve() -> None:
+        for answer in (b'5\r\n{"a"', b"2\r\n{}\r\n0\r\n\r\n"):
+            conn, _ = server.accept()
+            data = conn.recv(65536)
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))  # fmt: skip
+            while len(body) < length:
+                body += conn.recv(65536)
+            bodies.append(json.loads(body))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + answer)  # fmt: skip
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{server.getsockname()[1]}")
+    tracking.log_step({"beat": 3.0}, 7, run_id="r1")
+    thread.join(timeout=30)
+    server.close()
+    assert len(bodies) == 2 and bodies[0] == bodies[1], bodies
+    [metric] = bodies[0]["metrics"]
+    assert (metric["key"], metric["value"], metric["step"]) == ("beat", 3.0, 7)

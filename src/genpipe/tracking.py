@@ -409,8 +409,8 @@ def live_run(
         mlflow.end_run()
 
 
-def log_step(metrics: Mapping[str, float], step: int) -> None:
-    """One step's metrics to the active run. When the server's answer was cut off mid-read (a
+def log_step(metrics: Mapping[str, float], step: int, run_id: str | None = None) -> None:
+    """One step's metrics to the run (default: the active one). When the server's answer was cut off mid-read (a
     server killed or restarted while answering), the batch goes once more: MLflow retries
     connections, not a response lost after it began, and the same timestamps make the second
     send store nothing the first one stored."""
@@ -420,7 +420,7 @@ def log_step(metrics: Mapping[str, float], step: int) -> None:
 
     now = int(time.time() * 1000)
     batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-    run_id, client = mlflow.active_run().info.run_id, mlflow.MlflowClient()
+    run_id, client = run_id or mlflow.active_run().info.run_id, mlflow.MlflowClient()
     try:
         client.log_batch(run_id, metrics=batch)
     except mlflow.MlflowException as exc:
