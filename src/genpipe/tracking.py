@@ -410,10 +410,10 @@ def live_run(
 
 
 def log_step(metrics: Mapping[str, float], step: int, run_id: str | None = None) -> None:
-    """One step's metrics to the run (default: the active one). When the server's answer was cut off mid-read (a
-    server killed or restarted while answering), the batch goes once more: MLflow retries
-    connections, not a response lost after it began, and the same timestamps make the second
-    send store nothing the first one stored."""
+    """One step's metrics to the run (default: the active one). When the server's answer was
+    cut off mid-read (a server killed or restarted while answering), the batch goes once more:
+    MLflow retries connections, not a response lost after it began, and the same timestamps make
+    the second send store nothing the first one stored."""
     import mlflow
     from mlflow.entities import Metric
     from requests.exceptions import ChunkedEncodingError
