@@ -1,5 +1,7 @@
-"""PNG image grids (sample grids, restoration panels, the CLI's pictures) through torchvision's
-`make_grid` and `save_image`, on a white background.
+"""PNG image grids (sample grids, restoration panels, the CLI's pictures), laid out as
+torchvision's `make_grid` lays them (cells `pad` pixels apart and from the border, RGB) on a white
+background, and written with Pillow: importing torchvision loads its models and ops packages,
+which a stage that only draws a grid does not need.
 
 Small images are upscaled (nearest neighbour) so an 8x8 digit is still readable on screen.
 """
@@ -31,12 +33,22 @@ def save_grid(
 ) -> None:
     """Images [N, C, H, W] in [0, 1] as one PNG grid, `per_row` a row (None: square-ish),
     cells `pad` white pixels apart."""
-    from torchvision.utils import save_image
+    from PIL import Image
 
     images = upscale(images.detach().float().cpu().clamp(0, 1), min_side)
-    per_row = per_row or math.ceil(math.sqrt(images.shape[0]))
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    n, channels, height, width = images.shape
+    per_row = min(per_row or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / per_row)
+    grid = torch.ones(channels, rows * (height + pad) + pad, per_row * (width + pad) + pad)
+    for i, image in enumerate(images):
+        row, column = divmod(i, per_row)
+        top, left = pad + row * (height + pad), pad + column * (width + pad)
+        grid[:, top : top + height, left : left + width] = image
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     with io.atomic_path(path) as tmp:
-        save_image(images, tmp, format="png", nrow=per_row, padding=pad, pad_value=1.0)
+        Image.fromarray(pixels).save(tmp, format="png")
 
 
 def save_rows(path: str | Path, rows: Sequence[Tensor], min_side: int = 32, pad: int = 2) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -243,16 +244,16 @@ def git_commit(root: Path | None = None) -> str:
 
 
 def standard_tags(stage: str, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The tags every genpipe run carries (docs/ARCHITECTURE.md lists them)."""
-    import torch
-
+    """The tags every genpipe run carries (docs/ARCHITECTURE.md lists them). A process that
+    runs torch tags its version; data stages and records never import torch just for a tag."""
     settings = get_settings()
     tags = {
         "genpipe.stage": stage,
         "genpipe.git_commit": git_commit(settings.root),
-        "genpipe.torch_version": torch.__version__,
         "genpipe.host": settings.host,
     }
+    if (torch := sys.modules.get("torch")) is not None:
+        tags["genpipe.torch_version"] = torch.__version__
     if settings.pipeline_run_id:
         tags["genpipe.pipeline_run_id"] = settings.pipeline_run_id
     tags[OWNER_TAG] = owner()
