@@ -37,11 +37,28 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
 
 
+# The longest modules, longest first (the CI log's --durations); groups are scheduled as units.
+LONGEST = (
+    "tests/e2e/test_dvc_pipeline.py",
+    "tests/e2e/test_sweep.py",
+    "tests/e2e/test_readme.py",
+    "tests/e2e/test_team_registry.py",
+    "tests/services/test_team_flow.py",
+    "tests/services/test_pipeline_on_services.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end (`slow`) tests first: pytest-xdist deals the first items out round-robin, so
-    each worker starts on a long test and the short ones fill in at the end, instead of one long
-    test running alone after everything else has finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """`slow` tests first, LONGEST's ahead of them: pytest-xdist hands tests out in this order as
+    workers free up, so each worker starts on a long test and the short ones fill in at the end,
+    instead of one long test running alone after everything else has finished."""
+
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        module = item.nodeid.split("::")[0]
+        slow = item.get_closest_marker("slow") is not None
+        return not slow, LONGEST.index(module) if module in LONGEST else len(LONGEST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
