@@ -52,10 +52,8 @@ def test_two_processes_train_a_stage_that_loads_and_evaluates_like_one(project: 
     # the VAE of 2 processes is evaluated as one process's would be (the GAN's two ranks:
     # tests/training/test_distributed.py)
     processes(project, 1)
-    rest = repro(project, "evaluate")
-    assert {"train_gan", "train_evaluator", "evaluate"} <= ran(rest) and "train_vae" not in ran(
-        rest
-    )
+    rest = ran(repro(project, "evaluate"))
+    assert {"train_gan", "train_evaluator", "evaluate"} <= rest and "train_vae" not in rest
     report = json.loads((project / "data/eval/report.json").read_text())
     assert report["generation"]["vae"]["fd"]["value"] > 0
 
