@@ -130,17 +130,36 @@ def configure(ws: Path, params: str, lock: str) -> None:
 
 @task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
 def pull_inputs(ws: Path, stage: str) -> None:
-    """The upstream stages' outputs as the controller's dvc.lock names them; git-tracked ones
-    (metrics, plot tables: `cache: false`) from their objects on the remote too."""
+    """What the stage reads of its upstream stages' outputs (not the rest of them: validate's
+    data docs stay behind), as the controller's dvc.lock names them; git-tracked ones (metrics,
+    plot tables: `cache: false`) from their objects on the remote too."""
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
         [node] = repo.stage.collect(stage)
-        if upstream := list(repo.index.graph.successors(node)):
-            repo.pull(targets=[u.addressing for u in upstream])
-        for out in (o for u in upstream for o in u.outs if not o.use_cache and o.hash_info):
+        read = [
+            (out, dep)
+            for upstream in repo.index.graph.successors(node)
+            for out in upstream.outs
+            for dep in node.deps
+            if _within(dep.fs_path, out.fs_path) or _within(out.fs_path, dep.fs_path)
+        ]
+        narrowest = {
+            dep.def_path if _within(dep.fs_path, out.fs_path) else out.def_path
+            for out, dep in read
+            if out.use_cache
+        }
+        if narrowest:
+            repo.pull(targets=sorted(narrowest))
+        uncached = {out.fs_path: out for out, _ in read if not out.use_cache and out.hash_info}
+        for out in uncached.values():
             repo.cloud.pull([out.hash_info])
+            Path(out.fs_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), out.fs_path)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)

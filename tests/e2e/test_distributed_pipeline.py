@@ -31,7 +31,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return read_record(path)["state_dict"]
 
 
-def test_two_processes_train_a_stage_that_loads_and_evaluates_like_one(project: Path) -> None:
+def test_two_processes_train_a_stage_that_loads_and_scores_like_one(project: Path) -> None:
     processes(project, 1)
     repro(project, "train_vae")
     one = weights(project / "data/models/vae/model.pt")
@@ -49,13 +49,13 @@ def test_two_processes_train_a_stage_that_loads_and_evaluates_like_one(project: 
         gap = (value - two[name]).abs().max().item()
         assert gap < 1e-4, f"{name}: 2 processes and 1 differ by {gap:.2e}"  # 2 epochs of Adam
 
-    # the VAE of 2 processes is evaluated as one process's would be (the GAN's two ranks:
+    # the VAE of 2 processes loads and is scored as one process's would be (the GAN's two ranks:
     # tests/training/test_distributed.py)
     processes(project, 1)
-    rest = ran(repro(project, "evaluate"))
-    assert {"train_gan", "train_evaluator", "evaluate"} <= rest and "train_vae" not in rest
-    report = json.loads((project / "data/eval/report.json").read_text())
-    assert report["generation"]["vae"]["fd"]["value"] > 0
+    rest = ran(repro(project, "score_val@vae"))
+    assert "train_evaluator" in rest and "train_vae" not in rest
+    scored = json.loads((project / "data/val/vae.json").read_text())
+    assert scored["val"]["vae"]["fd"] > 0
 
 
 def test_a_killed_rank_fails_the_stage_and_dvc_repro_resumes(project: Path) -> None:
