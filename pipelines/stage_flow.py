@@ -136,16 +136,16 @@ def pull_inputs(ws: Path, stage: str) -> None:
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
-        [node] = repo.stage.collect(stage)
+        [node], fs = repo.stage.collect(stage), repo.fs
         read = [
             (out, dep)
             for upstream in repo.index.graph.successors(node)
             for out in upstream.outs
             for dep in node.deps
-            if _within(dep.fs_path, out.fs_path) or _within(out.fs_path, dep.fs_path)
+            if fs.overlaps(dep.fs_path, out.fs_path)
         ]
         narrowest = {
-            dep.def_path if _within(dep.fs_path, out.fs_path) else out.def_path
+            dep.def_path if fs.isin_or_eq(dep.fs_path, out.fs_path) else out.def_path
             for out, dep in read
             if out.use_cache
         }
@@ -156,10 +156,6 @@ def pull_inputs(ws: Path, stage: str) -> None:
             repo.cloud.pull([out.hash_info])
             Path(out.fs_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), out.fs_path)
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
