@@ -28,8 +28,12 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# pip compiles the packages' bytecode on one core; compileall uses them all. Its exit
+	@# status is not checked: like pip, it leaves a file that does not compile (torch ships a
+	@# Python 3.12-only test module) to be compiled, or not, when imported.
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 
 ## Create .venv if absent and install requirements.lock, then genpipe (what every target needs).

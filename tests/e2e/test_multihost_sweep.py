@@ -1,6 +1,6 @@
 """A sweep dispatched to two worker hosts (tests/e2e/multihost.py): the controller shares a
 baseline, then `python -m pipelines.sweep --dispatch` sends two members (a seed and one whose
-evaluate refuses its params) to the pool orchestration.sweep_pool names. Each runs whole on
+image folder is missing) to the pool orchestration.sweep_pool names. Each runs whole on
 a worker and comes back with `dvc exp pull`; `dvc exp show` on the controller lists the good
 one, the sweep reports the failed one, and MLflow nests every member under the sweep."""
 
@@ -31,7 +31,8 @@ WORKERS = ("worker-a", "worker-b")
 POOL = "genpipe-gpu"
 BIN = Path(sys.executable).parent
 # a seed and a member that fails on its worker (the seed spread of several: tests/e2e/test_sweep.py)
-SWEEP = "train.seed=1; evaluate.n_samples=100000"
+SWEEP = "train.seed=1; data.dataset=folder data.folder=no-such-folder"
+FAILING = "dataset-folder_folder-no-such-folder"
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +61,15 @@ def test_a_dispatched_sweep_of_two_with_one_failing(team: Team) -> None:
     assert done.returncode == 1, out[-6000:] + logs(team, ["worker"])  # one member failed
     assert "2 members, 1 failed" in out, out[-6000:] + logs(team, ["worker"])
     failed_part = out.split("Failed members")[1]
-    assert "n_samples-100000" in failed_part, failed_part
+    assert FAILING in failed_part, failed_part
 
     # the controller holds the good member, pulled from the code remote
     shown = json.loads(ctl_command(team, str(BIN / "dvc"), "exp", "show", "--json"))
     names = {e["name"] for b in shown for e in b.get("experiments") or [] if e.get("name")}
     seeds = {n for n in names if n.startswith("seed-")}
-    assert len(seeds) == 1 and not any(n.startswith("n_samples") for n in names), names
+    assert len(seeds) == 1 and not any(n.startswith(FAILING) for n in names), names
 
-    # each member ran on a worker host; the failed one's log names its host and evaluate's error
+    # each member ran on a worker host; the failed one's log names its host and the missing folder
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with team.prefect() as client:
@@ -77,10 +78,10 @@ def test_a_dispatched_sweep_of_two_with_one_failing(team: Team) -> None:
         )
     hosts = {r.name.split(" ")[0]: host_of(r) for r in runs}
     print(f"members by host: {hosts}")
-    assert set(hosts) == seeds | {n for n in hosts if n.startswith("n_samples")} and len(hosts) == 2
+    assert set(hosts) == seeds | {n for n in hosts if n.startswith(FAILING)} and len(hosts) == 2
     assert set(hosts.values()) <= set(WORKERS), hosts
-    [log] = team.project.glob(".genpipe/sweeps/e2e-*/logs/n_samples-100000*.log")
-    assert "on host worker-" in log.read_text() and "exceeds" in log.read_text(), log.read_text()
+    [log] = team.project.glob(f".genpipe/sweeps/e2e-*/logs/{FAILING}*.log")
+    assert "on host worker-" in log.read_text() and "no-such-folder" in log.read_text(), log.read_text()
 
     # MLflow on the team's server: one parent, a child per member, their stage runs nested
     with team.mlflow() as client:

@@ -18,9 +18,10 @@ from tests.e2e.test_dvc_pipeline import commit, dvc, repro
 
 pytestmark = pytest.mark.slow
 
-# three members: two seeds (the fewest with a spread), and one whose evaluate refuses its params
-# (more samples than images)
-SWEEP = "train.seed=range(1,3); evaluate.n_samples=100000"
+# three members: two seeds (the fewest with a spread), and one whose image folder is missing (it
+# fails in its first data stage, before any training)
+SWEEP = "train.seed=range(1,3); data.dataset=folder data.folder=no-such-folder"
+FAILING = "dataset-folder_folder-no-such-folder"
 
 
 def env() -> dict[str, str]:
@@ -65,13 +66,13 @@ def test_a_sweep_of_three_with_one_failing(project: Path) -> None:
     out = done.stdout + done.stderr
     assert done.returncode == 1, out  # one member failed; the sweep still reports them all
     assert "3 members, 1 failed" in out, out[-3000:]
-    assert "n_samples-100000" in out.split("Failed members")[1]
+    assert FAILING in out.split("Failed members")[1]
     assert "Multi-seed verdict on digits (2 training seeds" in out
     assert "register.seed_spread.generation=" in out
 
     names = held(project)
     seeds = {n for n in names if n.startswith("seed-")}
-    assert len(seeds) == 2 and not any(n.startswith("n_samples") for n in names), names
+    assert len(seeds) == 2 and not any(n.startswith(FAILING) for n in names), names
     only_changed = dvc(project, "exp", "show", "--only-changed", "--csv")
     assert all(n in only_changed.stdout for n in seeds)
 
