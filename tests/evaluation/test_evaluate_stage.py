@@ -223,6 +223,18 @@ def test_missing_run_json_names_the_file(digits_prepared: Path, models_dir: Path
         _run(models_dir, digits_prepared, section("evaluate", **TINY))
 
 
+def test_more_samples_than_train_images_names_the_key_to_lower(
+    digits_prepared: Path, models_dir: Path
+) -> None:
+    for name in ("vae", "gan"):
+        write_run_json(models_dir / name, f"run-{name}", "0", "genpipe-digits")
+    config = section("evaluate", **{**TINY, "n_samples": 100000})
+    with pytest.raises(
+        EvaluateInputError, match=r"evaluate.n_samples=100000 exceeds the \d+ train"
+    ):
+        _run(models_dir, digits_prepared, config)
+
+
 def test_a_model_for_other_images_names_the_stage_to_rerun(
     tmp_path: Path, digits_prepared: Path, models_dir: Path
 ) -> None:
