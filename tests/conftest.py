@@ -44,7 +44,6 @@ LONGEST = (
     "tests/e2e/test_readme.py",
     "tests/e2e/test_team_registry.py",
     "tests/services/test_team_flow.py",
-    "tests/services/test_pipeline_on_services.py",
 )
 
 

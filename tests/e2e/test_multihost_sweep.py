@@ -81,7 +81,8 @@ def test_a_dispatched_sweep_of_two_with_one_failing(team: Team) -> None:
     assert set(hosts) == seeds | {n for n in hosts if n.startswith(FAILING)} and len(hosts) == 2
     assert set(hosts.values()) <= set(WORKERS), hosts
     [log] = team.project.glob(f".genpipe/sweeps/e2e-*/logs/{FAILING}*.log")
-    assert "on host worker-" in log.read_text() and "no-such-folder" in log.read_text(), log.read_text()
+    said = log.read_text()
+    assert "on host worker-" in said and "no-such-folder" in said, said
 
     # MLflow on the team's server: one parent, a child per member, their stage runs nested
     with team.mlflow() as client:

@@ -1,5 +1,6 @@
 """The flow over the real DVC stages, tiny params: `make pipeline-mnist` (the flow on digits runs
-real stages in tests/services/test_pipeline_on_services.py and tests/e2e/test_multihost.py)."""
+real stages in the README's `make flow` block, tests/e2e/test_readme.py, and on the team's
+services in tests/e2e/test_multihost.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """docs/team.md ("Running genpipe for a team"), run as written: the services host's block, then teammate A
 (a clone of the code repo in its own folder: runs the pipeline, `make share`), then teammate B (a
 fresh clone in another folder: pulls, and its `dvc repro` trains nothing and registers nothing).
+A's stages log to the team's MLflow server (curves, models, champions) and write no SQLite store.
 
 The one substitution: `make install` becomes a link to the test's venv (same packages, no
 download). The services run on free ports and a short state folder, set as a host's admin would
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, copy_project
 from tests.e2e.test_dvc_pipeline import ran
@@ -28,6 +30,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 VENV = Path(sys.executable).parent.parent
 INSTALL = "make install && source .venv/bin/activate"
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sqlite_files(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                with path.open("rb") as fh:
+                    if fh.read(16) == SQLITE_MAGIC:
+                        found.append(path)
+    return found
 
 
 def team_blocks() -> list[str]:
@@ -132,12 +148,32 @@ def test_the_readme_team_flow_with_two_clones(tmp_path: Path) -> None:
                 task: len(client.search_model_versions(f"name='genpipe-digits-{task}'"))
                 for task in ("generation", "restoration")
             }
+            champions = [
+                client.get_model_version_by_alias(f"genpipe-digits-{task}", "champion")
+                for task in ("generation", "restoration")
+            ]
+            a = tmp_path / "a" / "genpipe-mine"
+            params = yaml.safe_load((a / "params.yaml").read_text())
+            epochs = {"train_vae": params["vae"]["epochs"], "train_gan": params["gan"]["epochs"]}
+            curve = {"train_vae": "val_loss", "train_gan": "d_loss"}
+            for r in runs:
+                assert r.info.status == "FINISHED", (r.info.run_name, r.info.status)
+                if r.info.run_name in epochs:  # a training's curve per epoch, and its model
+                    history = client.get_metric_history(r.info.run_id, curve[r.info.run_name])
+                    steps = [m.step for m in history]
+                    assert steps == list(range(1, epochs[r.info.run_name] + 1)), steps
+                    artifacts = {x.path for x in client.list_artifacts(r.info.run_id, "model")}
+                    assert "model/model.pt" in artifacts
         finally:
             for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 os.environ.pop(k, None)
         names = [r.info.run_name for r in runs]
-        assert names.count("train_gan") == 1, names  # trained once, by A
+        for stage in ("validate", "train_vae", "train_gan", "train_evaluator", "evaluate"):
+            assert names.count(stage) == 1, (stage, names)  # ran once, by A
         assert versions == {"generation": 1, "restoration": 1}  # registered once, by A
+        assert all(champions)
+        # the services keep every store: none was written in A's clone or the services' artifacts
+        assert sqlite_files(a, state / "mlflow-artifacts") == []
         assert (home / "team.env").stat().st_mode & 0o777 == 0o600
     finally:
         subprocess.run(["make", "services-down"], cwd=host, env=env, capture_output=True)
