@@ -55,8 +55,9 @@ pipeline: $(STAMP)
 	$(BIN)/dvc repro
 
 # Tests run in parallel (pytest-xdist): most of their time is spent waiting on servers and
-# subprocesses. Tests that must not overlap share an xdist_group.
-XDIST ?= -n 4 --dist loadgroup
+# subprocesses. Tests that must not overlap share an xdist_group. Work is handed out in the order
+# tests/conftest.py sorts it (the longest first), not with the groups of most tests first.
+XDIST ?= -n 4 --dist loadgroup --no-loadscope-reorder
 
 ## Run every test, slow end-to-end ones included (what CI runs).
 test: $(STAMP)

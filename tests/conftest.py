@@ -37,13 +37,23 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
 
 
-# The longest modules, longest first (the CI log's --durations); groups are scheduled as units.
+# The longest modules (or xdist groups), longest first, as the CI log's --durations gives them:
+# pytest-xdist hands out work in this order (the Makefile's --no-loadscope-reorder: its default
+# would put the groups with the most tests first), so the longest start at once and the short
+# ones fill in at the end.
 LONGEST = (
+    "tests/e2e/test_multihost.py",  # with test_multihost_sweep.py, one group on one worker
+    "tests/e2e/test_multihost_sweep.py",
+    "tests/e2e/test_readme.py",
     "tests/e2e/test_dvc_pipeline.py",
     "tests/e2e/test_sweep.py",
-    "tests/e2e/test_readme.py",
     "tests/e2e/test_team_registry.py",
+    "tests/services/test_faults.py",
     "tests/services/test_team_flow.py",
+    "tests/pipelines/test_dispatch_live.py",
+    "tests/services/test_team_services.py",
+    "tests/e2e/test_distributed_pipeline.py",
+    "tests/pipelines/test_real_pipeline.py",
 )
 
 
