@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from genpipe.models import load_model
-from tests.conftest import copy_project, dvc_stages, venv_bin
+from tests.conftest import dvc_stages, venv_bin
 from tests.e2e.tiny import shrink_params
 
 pytestmark = pytest.mark.slow
@@ -242,11 +243,13 @@ def test_pipeline_revert_wiped_store_protocol_change_and_another_dataset(project
 
 
 def test_killed_training_resumes_to_the_same_result(project: Path, tmp_path: Path) -> None:
-    gan = {"gan": {"epochs": 30, "snapshots": 2}, "runtime": {"checkpoint_every": 2}}
-    reference = copy_project(tmp_path / "reference")  # the same params, never interrupted
-    for folder in (project, reference):
-        shrink_params(folder, gan)
-        (folder / "dvc.lock").unlink(missing_ok=True)
+    shrink_params(
+        project, {"gan": {"epochs": 30, "snapshots": 2}, "runtime": {"checkpoint_every": 2}}
+    )
+    (project / "dvc.lock").unlink(missing_ok=True)
+    repro(project, "validate")
+    reference = tmp_path / "reference"  # the same data and params, never interrupted
+    shutil.copytree(project, reference, symlinks=True)
     repro(reference, "train_gan")
     uninterrupted = (reference / "data/plots/train_gan.csv").read_bytes()
 

@@ -97,6 +97,8 @@ def test_readme_local_blocks_run_in_order_on_a_fresh_clone(
         outputs.append(run(block, project, env))
         if block.heading == "Experiments and plots":
             experiments_went_back_to_the_baseline(project, env, outputs[-1])
+        if block.heading == "Prefect flows":  # the experiment's params: its GAN is not retrained
+            assert "train_gan=restored" in outputs[-1], outputs[-1][-3000:]
 
     joined = "\n".join(outputs)
     assert "Running stage 'train_gan'" in outputs[0]  # make pipeline trained
