@@ -66,10 +66,17 @@ def test_services_come_up_and_answer(team: TeamServices) -> None:
     from genpipe.services.servers import basic_auth
     from genpipe.services.settings import Layout
 
-    code, rows = team.status()
-    assert code == 0, rows
-    assert list(rows) == ["supervisord", "postgres", "mlflow", "prefect", "sshd"]
-    assert all(row[1] == "RUNNING" and row[-1] == "ok" for row in list(rows.values())[1:])
+    # every service answers `status`'s probe (5 s each): a deadline, as a machine running the
+    # rest of the suite beside it can make a server that just came up answer slowly at first
+    deadline = time.monotonic() + 180
+    while True:
+        code, rows = team.status()
+        assert code == 0, rows
+        assert list(rows) == ["supervisord", "postgres", "mlflow", "prefect", "sshd"]
+        services = list(rows.values())[1:]
+        if all(row[1] == "RUNNING" and row[-1] == "ok" for row in services):
+            break
+        assert time.monotonic() < deadline, services
     again = team.cli("up")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already running") == 4
