@@ -152,8 +152,9 @@ def run_multi(team: Team, name: str, seed: int, hogs: int) -> tuple[float, dict[
     return seconds, result
 
 
-def repro_seconds(team: Team, run_id: str) -> dict[str, float]:
-    """Per dispatched stage: the `dvc repro` task of its completed run on the worker."""
+def worker_tasks(team: Team, run_id: str) -> dict[str, dict[str, float]]:
+    """Per dispatched stage: the seconds of each task of its completed run on the worker
+    (`pull` its inputs, `repro` its `dvc repro`, `push` its outputs and run record)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     found = {}
@@ -161,16 +162,22 @@ def repro_seconds(team: Team, run_id: str) -> dict[str, float]:
         for run in stage_flow_runs(team):
             if run_id[:8] not in run.name or not run.state.is_completed():
                 continue
-            stage = run.name.split(" ")[0]
             tasks = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
             )
-            [repro] = [t for t in tasks if t.name.startswith("dvc repro")]
-            found[stage] = (repro.end_time - repro.start_time).total_seconds()
+            kinds = {"pull inputs": "pull", "dvc repro": "repro", "push": "push"}
+            found[run.name.split(" ")[0]] = {
+                kind: (t.end_time - t.start_time).total_seconds()
+                for t in tasks
+                for prefix, kind in kinds.items()
+                if t.name.startswith(prefix)
+            }
     return found
 
 
-def overheads(result: dict[str, Any], repro: dict[str, float]) -> dict[str, dict[str, float]]:
+def overheads(
+    result: dict[str, Any], tasks: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
     """Per stage that dispatch touched: its phases and its overhead."""
     found = {}
     for stage, info in result["stages"].items():
@@ -178,9 +185,9 @@ def overheads(result: dict[str, Any], repro: dict[str, float]) -> dict[str, dict
         if "share" in t:  # a local stage whose outputs a worker reads
             found[stage] = {"share": t["share"], "overhead": t["share"]}
         elif "total" in t:
-            on_worker = t["child"] - repro[stage]
-            found[stage] = {**t, "repro": repro[stage], "worker": on_worker,
-                            "overhead": t["total"] - repro[stage]}  # fmt: skip
+            on_worker = tasks[stage]
+            found[stage] = {**t, **on_worker, "worker": t["child"] - on_worker["repro"],
+                            "overhead": t["total"] - on_worker["repro"]}  # fmt: skip
     return found
 
 
@@ -272,7 +279,7 @@ def deploy_floor(team: Team) -> list[str]:
 
 def prefect_floor(team: Team, deployment: str, n: int) -> list[dict[str, float]]:
     """`n` runs of the trivial flow, each sent as dispatch sends a stage (run_on_pool: the
-    commit as job variables, the controller polling at orchestration.poll_seconds)."""
+    commit as job variables, the controller following its state events)."""
     from genpipe.config import load_params
     from pipelines.dispatch import run_on_pool
 
@@ -375,7 +382,7 @@ def main() -> None:
                 print(f"[{i}] dispatched:  {multi:.1f} s; {load()}", flush=True)
                 runs.append({"single": single, "multi": multi, "result": result,
                              "upstream": upstream, "stress": args.stress,
-                             "repro": repro_seconds(team, result["pipeline_run_id"])})  # fmt: skip
+                             "tasks": worker_tasks(team, result["pipeline_run_id"])})  # fmt: skip
                 (root / f"run-{i}.json").write_text(json.dumps(runs[-1]))
             if args.sweep:
                 print(f"[sweep] {load()}", flush=True)
@@ -406,7 +413,7 @@ def report(runs: list[dict[str, Any]]) -> None:
             report_floor(run["floor"], [r for r in runs if "result" in r])
             continue
         result, single, multi = run["result"], run["single"], run["multi"]
-        per = overheads(result, run["repro"])
+        per = overheads(result, run["tasks"])
         hosts = {s: v["host"] or "ctl" for s, v in result["stages"].items()}
         print(f"\n== repeat {i} ({run['stress']} busy processes during the dispatch): single "
               f"{single:.1f} s, dispatched {multi:.1f} s ({multi / single:.2f}x)")  # fmt: skip
@@ -417,6 +424,8 @@ def report(runs: list[dict[str, Any]]) -> None:
             "settle",
             "queue",
             "worker",
+            "pull",
+            "push",
             "accept",
             "share",
             "overhead",
@@ -461,7 +470,7 @@ def report_floor(floor: dict[str, Any], stage_runs: list[dict[str, Any]]) -> Non
           + "; ".join(f"{op} ({'worker-a' if op == 'push' else 'ctl'}) API {spread(dvc[op]['api'])}, "
                       f"CLI {spread(dvc[op]['cli'])}" for op in ("push", "pull")))  # fmt: skip
     if stage_runs:
-        rows = [t for r in stage_runs for t in overheads(r["result"], r["repro"]).values()
+        rows = [t for r in stage_runs for t in overheads(r["result"], r["tasks"]).values()
                 if "repro" in t]  # fmt: skip
         source = "this run's dispatched stages"
     else:

@@ -147,18 +147,30 @@ def run_on_pool(
     commit: str, code_url: str, name: str, tags: list[str], budget: float,
 ) -> Any:  # fmt: skip
     """Run `deployment` (its pull step fetches `commit` from `code_url`) on a worker of its pool
-    and wait until it ends; the automations end it in time. Returns Prefect's FlowRun."""
-    from prefect.deployments import run_deployment
+    and wait until it ends; the automations end it in time. Returns Prefect's FlowRun.
 
-    return run_deployment(
+    The wait is Prefect's `wait_for_flow_run`, which follows the run's state events, so the
+    controller sees the end as it happens instead of at its next poll."""
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    child = run_deployment(
         deployment,
         parameters=dict(parameters),
         job_variables={"env": {COMMIT_VAR: commit, REMOTE_VAR: code_url}},
         flow_run_name=name,
         tags=["genpipe", DISPATCH_TAG, *tags],
-        timeout=config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS,
-        poll_interval=config.poll_seconds,
+        timeout=0,
     )
+    deadline = config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS
+    try:
+        return run_coro_as_sync(wait_for_flow_run(child.id, timeout=int(deadline)))
+    except FlowRunWaitTimeout:  # raise_unless_completed names the state it is still in
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(child.id)
 
 
 def raise_unless_completed(

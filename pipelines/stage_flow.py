@@ -173,12 +173,19 @@ def reproduce(ws: Path, stage: str, env: dict[str, str], host: str) -> str:
     return "ran"
 
 
+@task(task_run_name="push {stage}", cache_policy=NO_CACHE)
+def push_outputs(ws: Path, stage: str) -> None:
+    """The stage's outputs, then its run record, to the DVC remote (genpipe.share.push)."""
+    from genpipe import share
+
+    share.push(ws, [stage])
+
+
 @flow(name="genpipe-stage", log_prints=True)
 def genpipe_stage(
     stage: str, commit: str, params: str, lock: str, pipeline_run_id: str
 ) -> dict[str, str]:
     """Run one stage of the commit in the working directory (the commit's folder); push it."""
-    from genpipe import share
     from genpipe.settings import get_settings
 
     folder, host = Path.cwd(), get_settings().host  # the pull step's commit folder
@@ -189,6 +196,6 @@ def genpipe_stage(
         pull_inputs(ws, stage)
         env = {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
         outcome = reproduce(ws, stage, env, host)
-        share.push(ws, [stage])  # outputs, then the run record
+        push_outputs(ws, stage)
     print(f"stage {stage} {outcome} on {host} in {ws}")
     return {"stage": stage, "host": host, "outcome": outcome}

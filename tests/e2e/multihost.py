@@ -53,8 +53,7 @@ TEST_POOLS = {
 TEST_ORCHESTRATION = {
     "pools": TEST_POOLS,
     "queue_timeout_seconds": 900,
-    "poll_seconds": 2,
-    "worker_poll_seconds": 2,
+    "worker_poll_seconds": 1,
     "heartbeat_seconds": 30,
     "zombie_after_seconds": 60,
 }

@@ -86,7 +86,7 @@ def controller(root: Path, code: Path, remote: Path) -> Path:
     params = yaml.safe_load((project / "params.yaml").read_text())
     orchestration = params["orchestration"]
     orchestration["pools"] = {s: POOLS.get(s, "local") for s in FAKE_STAGES}
-    orchestration.update(queue_timeout_seconds=900, poll_seconds=1, worker_poll_seconds=1)
+    orchestration.update(queue_timeout_seconds=900, worker_poll_seconds=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 

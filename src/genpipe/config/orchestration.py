@@ -36,7 +36,6 @@ class OrchestrationConfig(Section):
     git_remote: str = Field(pattern=r"^[A-Za-z0-9._-]+$")  # where workers fetch the commit from
     lost_worker_retries: int = Field(ge=0, le=5)  # new stage runs after a worker is lost
     queue_timeout_seconds: PositiveFloat  # a stage no worker of its pool takes within this fails
-    poll_seconds: PositiveFloat  # how often the flow reads a dispatched stage's state
     worker_poll_seconds: PositiveFloat  # PREFECT_WORKER_QUERY_SECONDS of `make worker`
     heartbeat_seconds: int = Field(ge=30)  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY (Prefect: >= 30)
     zombie_after_seconds: int  # no heartbeat for this long: the stage run is marked Crashed
