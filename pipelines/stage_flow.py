@@ -137,9 +137,10 @@ def pull_inputs(ws: Path, stage: str) -> None:
 
     with Repo(str(ws)) as repo:
         [node], fs = repo.stage.collect(stage), repo.fs
-        read = [
+        read = [  # the edges DVC's graph has, without building the whole graph
             (out, dep)
-            for upstream in repo.index.graph.successors(node)
+            for upstream in repo.index.stages
+            if upstream.addressing != node.addressing
             for out in upstream.outs
             for dep in node.deps
             if fs.overlaps(dep.fs_path, out.fs_path)

@@ -190,19 +190,23 @@ class _Arrival:
 
 def _verified(repo: Any, remote: str | None, objects: Iterable[Any]) -> _Arrival:
     """Which objects are on the remote whole: present, with the local copy's size (an object
-    missing locally counts when it is present)."""
+    missing locally counts when it is present). One batch per object kind: DVC's filesystem asks
+    for them concurrently."""
     ok, truncated = set(), set()
+    kinds: dict[str, list[Any]] = {}
     for hi in objects:
-        odb = _remote_odb(repo, remote, hi)
-        try:
-            size = odb.fs.size(odb.oid_to_path(hi.value))
-        except (FileNotFoundError, OSError):
-            continue
-        local = _local_odb(repo, hi).oid_to_path(hi.value)
-        if not os.path.exists(local) or os.path.getsize(local) == size:
-            ok.add(hi)
-        else:
-            truncated.add(hi)
+        kinds.setdefault(hi.name, []).append(hi)
+    for kind in kinds.values():
+        odb = _remote_odb(repo, remote, kind[0])
+        found = odb.fs.info([odb.oid_to_path(hi.value) for hi in kind], return_exceptions=True)
+        for hi, info in zip(kind, found, strict=True):
+            if isinstance(info, BaseException):  # not there, or the remote out of reach
+                continue
+            local = _local_odb(repo, hi).oid_to_path(hi.value)
+            if not os.path.exists(local) or os.path.getsize(local) == info["size"]:
+                ok.add(hi)
+            else:
+                truncated.add(hi)
     return _Arrival(ok, truncated)
 
 
