@@ -494,7 +494,7 @@ def report_floor(floor: dict[str, Any], stage_runs: list[dict[str, Any]]) -> Non
         "queue": "trivial flow, commit_checkout: created -> Running",
         "worker": "its Running -> Completed + DVC pull + DVC push (API)",
         "accept": "DVC pull on the controller (API)",
-        "rest": "controller's poll: Completed -> seen",
+        "rest": "Completed -> the controller sees it (its state events)",
         "overhead": "sum",
     }
     print(

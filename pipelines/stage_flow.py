@@ -17,6 +17,7 @@ import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
@@ -131,32 +132,46 @@ def configure(ws: Path, params: str, lock: str) -> None:
 @task(task_run_name="pull inputs of {stage}", cache_policy=NO_CACHE)
 def pull_inputs(ws: Path, stage: str) -> None:
     """What the stage reads of its upstream stages' outputs (not the rest of them: validate's
-    data docs stay behind), as the controller's dvc.lock names them; git-tracked ones (metrics,
-    plot tables: `cache: false`) from their objects on the remote too."""
+    data docs stay behind), as the controller's dvc.lock names them: their objects from the DVC
+    remote in one transfer, then checked out (git-tracked ones, `cache: false`, copied)."""
     from dvc.repo import Repo
 
     with Repo(str(ws)) as repo:
         [node], fs = repo.stage.collect(stage), repo.fs
-        read = [  # the edges DVC's graph has, without building the whole graph
-            (out, dep)
+        parts = {  # (output, the part of it a dep names) -> output; DVC's graph edges
+            (out.fs_path, dep.fs_path if fs.isin_or_eq(dep.fs_path, out.fs_path) else out.fs_path): out
             for upstream in repo.index.stages
             if upstream.addressing != node.addressing
             for out in upstream.outs
             for dep in node.deps
-            if fs.overlaps(dep.fs_path, out.fs_path)
-        ]
-        narrowest = {
-            dep.def_path if fs.isin_or_eq(dep.fs_path, out.fs_path) else out.def_path
-            for out, dep in read
-            if out.use_cache
-        }
-        if narrowest:
-            repo.pull(targets=sorted(narrowest))
-        uncached = {out.fs_path: out for out, _ in read if not out.use_cache and out.hash_info}
-        for out in uncached.values():
-            repo.cloud.pull([out.hash_info])
-            Path(out.fs_path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), out.fs_path)
+            if out.hash_info and fs.overlaps(dep.fs_path, out.fs_path)
+        }  # fmt: skip
+        objects = {hi for (_, part), out in parts.items() for hi in _objects(out, part)}
+        if failed := repo.cloud.pull(objects).failed:
+            raise GenpipeError(f"stage {stage}: {len(failed)} object(s) of its inputs are not on "
+                               f"the DVC remote ({', '.join(sorted(str(hi) for hi in failed)[:5])}"
+                               "): the controller's push of them did not complete; run again")  # fmt: skip
+        for (_, part), out in parts.items():
+            if out.use_cache:
+                out.checkout(filter_info=part, force=True)
+            else:
+                Path(part).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(repo.cache.local.oid_to_path(out.hash_info.value), part)
+
+
+def _objects(out: Any, part: str) -> set[Any]:
+    """The objects behind `part` of a DVC output (the whole of it, or a path inside its folder)."""
+    from dvc_data.hashfile.tree import Tree
+
+    if not out.is_dir_checksum:
+        return {out.hash_info}
+    out.get_dir_cache()  # its manifest, from the remote when the cache lacks it
+    obj = out.get_obj(filter_info=part)
+    if obj is None:
+        raise GenpipeError(f"{part}: not in the manifest of {out} ({out.hash_info}) on the DVC "
+                           "remote; run the stage that writes it again")  # fmt: skip
+    found = {oid for _, _, oid in obj} if isinstance(obj, Tree) else {obj.hash_info}
+    return found | ({out.hash_info} if part == out.fs_path else set())
 
 
 @task(task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
