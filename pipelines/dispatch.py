@@ -132,13 +132,10 @@ def run_stage(dispatcher: Dispatcher, stage: str) -> StageResult:
         raise StageFailed(stage, f"{where} completed, but the DVC remote has no run record of it "
                           "for the controller's inputs: the worker ran other code, params or "
                           "data, or its push failed (see its log)")  # fmt: skip
-
-    def span(start: Any, end: Any) -> float:
-        return (end - start).total_seconds() if start and end else 0.0
-
-    timings = {"settle": t_sent - t0, "queue": span(child.created, child.start_time),
-               "child": span(child.start_time, child.end_time), "accept": time.time() - t_back,
-               "total": time.time() - t0}  # fmt: skip
+    # a completed run has every time stamp
+    timings = {"settle": t_sent - t0, "queue": (child.start_time - child.created).total_seconds(),
+               "child": (child.end_time - child.start_time).total_seconds(),
+               "accept": time.time() - t_back, "total": time.time() - t0}  # fmt: skip
     return StageResult(stage, "ran", t0, time.time(), host=host, timings=timings)
 
 
@@ -146,25 +143,17 @@ def run_on_pool(
     config: OrchestrationConfig, deployment: str, parameters: Mapping[str, Any], *,
     commit: str, code_url: str, name: str, tags: list[str], budget: float,
 ) -> Any:  # fmt: skip
-    """Run `deployment` (its pull step fetches `commit` from `code_url`) on a worker of its pool
-    and wait until it ends; the automations end it in time. Returns Prefect's FlowRun.
-
-    The wait is Prefect's `wait_for_flow_run`, which follows the run's state events, so the
-    controller sees the end as it happens instead of at its next poll."""
+    """Run `deployment` (its pull step fetches `commit` from `code_url`) on a worker of its pool;
+    wait on its state events until it ends (the automations end it in time). Prefect's FlowRun."""
     from prefect import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import FlowRunWaitTimeout
     from prefect.flow_runs import wait_for_flow_run
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    child = run_deployment(
-        deployment,
-        parameters=dict(parameters),
-        job_variables={"env": {COMMIT_VAR: commit, REMOTE_VAR: code_url}},
-        flow_run_name=name,
-        tags=["genpipe", DISPATCH_TAG, *tags],
-        timeout=0,
-    )
+    child = run_deployment(deployment, parameters=dict(parameters), flow_run_name=name, timeout=0,
+                           job_variables={"env": {COMMIT_VAR: commit, REMOTE_VAR: code_url}},
+                           tags=["genpipe", DISPATCH_TAG, *tags])  # fmt: skip
     deadline = config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS
     try:
         return run_coro_as_sync(wait_for_flow_run(child.id, timeout=int(deadline)))

@@ -23,11 +23,14 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from genpipe import share
 from genpipe.errors import GenpipeError
 from pipelines import dvc_stage
 from pipelines.code_remote import git
 
 COMMIT_VAR, REMOTE_VAR = "GENPIPE_COMMIT", "GENPIPE_CODE_REMOTE"  # set per run by the controller
+# the stage's outputs, then its run record, to the DVC remote
+push_outputs = task(share.push, name="push", task_run_name="push {stages}", cache_policy=NO_CACHE)
 
 
 def cache_root() -> Path:
@@ -148,9 +151,8 @@ def pull_inputs(ws: Path, stage: str) -> None:
         }  # fmt: skip
         objects = {hi for (_, part), out in parts.items() for hi in _objects(out, part)}
         if failed := repo.cloud.pull(objects).failed:
-            raise GenpipeError(f"stage {stage}: {len(failed)} object(s) of its inputs are not on "
-                               f"the DVC remote ({', '.join(sorted(str(hi) for hi in failed)[:5])}"
-                               "): the controller's push of them did not complete; run again")  # fmt: skip
+            raise GenpipeError(f"stage {stage}: {len(failed)} input object(s) are not on the DVC "
+                               f"remote ({sorted(map(str, failed))[:5]}): their push failed; run again")  # fmt: skip
         for (_, part), out in parts.items():
             if out.use_cache:
                 out.checkout(filter_info=part, force=True)
@@ -168,8 +170,8 @@ def _objects(out: Any, part: str) -> set[Any]:
     out.get_dir_cache()  # its manifest, from the remote when the cache lacks it
     obj = out.get_obj(filter_info=part)
     if obj is None:
-        raise GenpipeError(f"{part}: not in the manifest of {out} ({out.hash_info}) on the DVC "
-                           "remote; run the stage that writes it again")  # fmt: skip
+        raise GenpipeError(f"{part}: the manifest of {out} ({out.hash_info}) is not on the DVC "
+                           "remote, or does not list it: its push failed; run again")  # fmt: skip
     found = {oid for _, _, oid in obj} if isinstance(obj, Tree) else {obj.hash_info}
     return found | ({out.hash_info} if part == out.fs_path else set())
 
@@ -189,14 +191,6 @@ def reproduce(ws: Path, stage: str, env: dict[str, str], host: str) -> str:
     return "ran"
 
 
-@task(task_run_name="push {stage}", cache_policy=NO_CACHE)
-def push_outputs(ws: Path, stage: str) -> None:
-    """The stage's outputs, then its run record, to the DVC remote (genpipe.share.push)."""
-    from genpipe import share
-
-    share.push(ws, [stage])
-
-
 @flow(name="genpipe-stage", log_prints=True)
 def genpipe_stage(
     stage: str, commit: str, params: str, lock: str, pipeline_run_id: str
@@ -212,6 +206,6 @@ def genpipe_stage(
         pull_inputs(ws, stage)
         env = {"PATH": path, "GENPIPE_PIPELINE_RUN_ID": pipeline_run_id}
         outcome = reproduce(ws, stage, env, host)
-        push_outputs(ws, stage)
+        push_outputs(ws, [stage])
     print(f"stage {stage} {outcome} on {host} in {ws}")
     return {"stage": stage, "host": host, "outcome": outcome}
