@@ -230,18 +230,19 @@ def netns_lab() -> Iterator[Callable[[Sequence[str]], NetnsLab]]:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The chromium binary, installed from Debian packages when missing."""
-    found = shutil.which("chromium")
-    if found is None:
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+    """The chromium binary, installed from Debian packages when missing. Each xdist worker has
+    its own session: the lock lets one install it while the others wait, then find it."""
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "genpipe-tests-chromium.lock"):
         found = shutil.which("chromium")
+        if found is None:
+            env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+            apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]  # beside another apt-get: wait
+            subprocess.run([*apt, "update", "-q"], check=True, capture_output=True, env=env)
+            subprocess.run([*apt, "install", "-y", "-q", "chromium", "chromium-driver"],
+                           check=True, capture_output=True, env=env)  # fmt: skip
+            found = shutil.which("chromium")
     assert found, "chromium is not installed and apt-get could not install it"
     return found
 

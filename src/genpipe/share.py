@@ -198,7 +198,10 @@ def _verified(repo: Any, remote: str | None, objects: Iterable[Any]) -> _Arrival
         kinds.setdefault(hi.name, []).append(hi)
     for kind in kinds.values():
         odb = _remote_odb(repo, remote, kind[0])
-        found = odb.fs.info([odb.oid_to_path(hi.value) for hi in kind], return_exceptions=True)
+        try:
+            found = odb.fs.info([odb.oid_to_path(hi.value) for hi in kind], return_exceptions=True)
+        except Exception:  # no connection at all: none of them is known to be there
+            continue
         for hi, info in zip(kind, found, strict=True):
             if isinstance(info, BaseException):  # not there, or the remote out of reach
                 continue

@@ -91,12 +91,14 @@ def install_missing() -> list[str]:
             f"missing Debian packages {' '.join(absent)}: run `sudo apt-get install {' '.join(absent)}`"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *absent]
+    # another apt-get (a second install at the same time) holds dpkg's lock: wait for it
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
+    cmd = ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *absent]
     log.info("installing %s", " ".join(absent))
     with _no_service_starts():
         if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
             # a fresh machine may have no package lists yet
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            subprocess.run(["apt-get", *wait, "update", "-q"], env=env, capture_output=True)
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise ServiceError(f"`{' '.join(cmd)}` failed:\n{done.stderr[-2000:]}")
