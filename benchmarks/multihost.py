@@ -152,6 +152,9 @@ def run_multi(team: Team, name: str, seed: int, hogs: int) -> tuple[float, dict[
     return seconds, result
 
 
+TASK_KINDS = {"pull inputs": "pull", "dvc repro": "repro", "push": "push"}  # stage_flow's tasks
+
+
 def worker_tasks(team: Team, run_id: str) -> dict[str, dict[str, float]]:
     """Per dispatched stage: the seconds of each task of its completed run on the worker
     (`pull` its inputs, `repro` its `dvc repro`, `push` its outputs and run record)."""
@@ -165,11 +168,10 @@ def worker_tasks(team: Team, run_id: str) -> dict[str, dict[str, float]]:
             tasks = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
             )
-            kinds = {"pull inputs": "pull", "dvc repro": "repro", "push": "push"}
             found[run.name.split(" ")[0]] = {
                 kind: (t.end_time - t.start_time).total_seconds()
                 for t in tasks
-                for prefix, kind in kinds.items()
+                for prefix, kind in TASK_KINDS.items()
                 if t.name.startswith(prefix)
             }
     return found
