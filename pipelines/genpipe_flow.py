@@ -26,7 +26,7 @@ from genpipe import cpu
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from genpipe.overrides import read_preset
-from genpipe.services.servers import prefect_api_unusable
+from genpipe.services.servers import prefect_api, prefect_api_unusable
 from genpipe.settings import project_root
 from pipelines import dvc_stage, run_summary
 from pipelines.dispatch import prepare, retry_condition, run_stage
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         overrides = [*(read_preset(Path(args.preset)) if args.preset else []), *args.overrides]
-        result = genpipe_pipeline(overrides or None, args.project, args.dispatch)
+        with prefect_api(os.environ):
+            result = genpipe_pipeline(overrides or None, args.project, args.dispatch)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -39,6 +40,7 @@ from prefect.states import Completed, Failed, State
 
 from genpipe import tracking
 from genpipe.errors import GenpipeError
+from genpipe.services.servers import prefect_api
 from genpipe.settings import project_root
 from genpipe.sweeps import report, seeds
 from genpipe.sweeps.plan import Member, SweepError, expand, member_name
@@ -305,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    state = sweep_flow(
-        " ".join(args.sweep), args.target, args.jobs, args.name, args.project,
-        dispatch=args.dispatch, return_state=True,
-    )  # fmt: skip
+    with prefect_api(os.environ):
+        state = sweep_flow(
+            " ".join(args.sweep), args.target, args.jobs, args.name, args.project,
+            dispatch=args.dispatch, return_state=True,
+        )  # fmt: skip
     return exit_code(state, "sweep")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -22,6 +23,7 @@ from prefect.states import Completed, Failed, State
 from genpipe.config import load_params
 from genpipe.errors import GenpipeError
 from genpipe.registry.decision import FAMILIES
+from genpipe.services.servers import prefect_api
 from genpipe.settings import project_root
 from genpipe.sweeps import tune
 from genpipe.sweeps.report import MemberResult
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    state = tune_flow(args.jobs, args.project, dispatch=args.dispatch, return_state=True)
+    with prefect_api(os.environ):
+        state = tune_flow(args.jobs, args.project, dispatch=args.dispatch, return_state=True)
     return exit_code(state, "tune")
 
 

@@ -55,7 +55,7 @@ def run(block: Block, cwd: Path, env: dict[str, str]) -> str:
     out = done.stdout + done.stderr
     assert done.returncode == 0, (
         f"README block at {block.where()} ({block.heading}) failed with exit {done.returncode}:\n"
-        f"{block.text}---\n{out[-6000:]}"
+        f"{block.text}---\n{out if len(out) < 9000 else out[:3000] + ' [...] ' + out[-6000:]}"
     )
     return out
 

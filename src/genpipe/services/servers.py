@@ -15,9 +15,10 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from genpipe.config import ServicesConfig
@@ -60,6 +61,28 @@ def prefect_api_unusable(environ: Mapping[str, str]) -> str | None:
         'PREFECT_API_AUTH_STRING with eval "$(make -s services-env)", or unset PREFECT_API_URL '
         "to run with a temporary local API"
     )
+
+
+@contextlib.contextmanager
+def prefect_api(environ: Mapping[str, str]) -> Iterator[None]:
+    """The Prefect API in PREFECT_API_URL or, when that is unset, a temporary local one for the
+    block, as Prefect would start it, but on a port the OS picks. Prefect's own pick is random in
+    8000-8999 and checked before its server binds, so two starting at once can take one port, and
+    one process then talks to the other's server until that one stops."""
+    if environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (
+        SubprocessASGIServer(port) as server,
+        temporary_settings({PREFECT_API_URL: server.api_url}),
+    ):
+        yield
 
 
 def http_probe(url: str, timeout: float, authorization: str | None = None) -> str | None:
