@@ -8,6 +8,7 @@ import os
 import shlex
 import string
 import subprocess
+import sys
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -72,9 +73,8 @@ def check_code(project: Path, remote: str, allowed_dirty: Collection[str]) -> tu
         )
     commit = git(project, "rev-parse", "HEAD")
     excludes = [f":(exclude,literal){p}" for p in allowed_dirty]
-    if dirty := git(
-        project, "status", "--porcelain", "--untracked-files=all", "--", ".", *excludes
-    ):
+    status = ("status", "--porcelain", "--untracked-files=all", "--", ".", *excludes)
+    if dirty := git(project, *status):
         paths = [line[3:] for line in dirty.splitlines()]
         shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
         raise CodeError(
@@ -107,8 +107,6 @@ def push_head(project: Path, remote: str) -> str:
 
 def main() -> int:
     """`python -m pipelines.code_remote` (`make push-code`): push HEAD to orchestration.git_remote."""
-    import sys
-
     from genpipe.config import load_params
     from genpipe.settings import project_root
 

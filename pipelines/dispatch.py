@@ -100,9 +100,7 @@ def check_team(
 def written_by_runs(plan: StagePlan) -> set[str]:
     """What a run writes in the checkout and may differ from the commit: dvc.lock, params.yaml
     (the overrides), every stage output and the .gitignore files DVC keeps next to them."""
-    return written_by(
-        p for files in plan.files.values() for k in ("outs", "metrics") for p in files[k]
-    )
+    return written_by(p for f in plan.files.values() for k in ("outs", "metrics") for p in f[k])
 
 
 def written_by(outs: Iterable[str]) -> set[str]:

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Completed, State
 
-from genpipe import cpu
+from genpipe import cpu, share
 from genpipe.config.orchestration import LOCAL
 from genpipe.errors import GenpipeError
 from genpipe.overrides import read_preset
@@ -71,9 +71,9 @@ def skipped_by_plan(stage: str, upstream: list[StageResult], plan: StagePlan) ->
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
 def local_stage(
     project: Path, stage: str, timeout: float, plan: StagePlan, upstream: list[StageResult],
-    env: dict[str, str], share: bool,
+    env: dict[str, str], push: bool,
 ) -> StageResult | State:  # fmt: skip
-    """One stage in this checkout; `share`: push its outputs for the workers downstream."""
+    """One stage in this checkout; `push`: its outputs, for the workers downstream."""
     result = skipped_by_plan(stage, upstream, plan)
     if result is None:
         started = time.time()  # an always_changed stage always runs: nothing to settle
@@ -90,11 +90,9 @@ def local_stage(
             get_run_logger().info(
                 "stage %s ran in %.1f s\n%s", stage, result.seconds, result.output
             )
-    if share:
-        from genpipe import share as sharing
-
+    if push:
         started = time.time()
-        sharing.push(project, [stage])
+        share.push(project, [stage])
         result = dataclasses.replace(result, timings={"share": time.time() - started})
     return as_state(result)
 
@@ -156,8 +154,8 @@ def genpipe_pipeline(
             env.update(cpu.share_env(peers[stage]))
         delays = [config.retry_delay_seconds * 2**i for i in range(retries)]
         runner = local_stage.with_options(retries=retries, retry_delay_seconds=delays or 0)
-        timeout, share = config.timeout_of(stage), stage in feeds_workers
-        futures[stage] = runner.submit(project, stage, timeout, plan, upstream, env, share)
+        timeout, push = config.timeout_of(stage), stage in feeds_workers
+        futures[stage] = runner.submit(project, stage, timeout, plan, upstream, env, push)
     wait(list(futures.values()))
     results = _results_or_raise(futures, run_id, config.gate)
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +84,13 @@ def _install(mirror: Path, folder: Path, commit: str) -> None:
 
 def _unused(folder: Path) -> bool:
     """No stage run holds a workspace of this commit folder."""
-    locks = [FileLock(p) for p in folder.glob("ws*.lock")]
-    try:
-        for lock in locks:
-            lock.acquire(timeout=0)
+    with ExitStack() as held:
+        try:
+            for path in folder.glob("ws*.lock"):
+                held.enter_context(FileLock(path).acquire(timeout=0))
+        except Timeout:
+            return False
         return True
-    except Timeout:
-        return False
-    finally:
-        for lock in locks:
-            lock.release()
 
 
 @contextmanager

@@ -49,31 +49,40 @@ def test_a_flow_against_an_unreachable_api_says_so_in_one_line(tmp_path) -> None
     assert (project_root() / "params.yaml").read_bytes() == params
 
 
-def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked(
-    monkeypatch,
-) -> None:
+def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked() -> None:
     """Prefect picks its temporary server's port at random in 8000-8999, checked before binding:
     two flows starting at once (two users, two test workers) could share one server, and one of
-    them loses it mid-run when the other exits. genpipe's port comes from the OS."""
+    them loses it mid-run when the other exits. genpipe's port comes from the OS; the server
+    stops when the process exits, as Prefect's own does."""
+    import os
+    import subprocess
+    import sys
+
     import httpx
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
 
-    from genpipe.services.servers import prefect_api
-
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with prefect_api({}):
-        api = PREFECT_API_URL.value()
-        port = httpx.URL(api).port
-        assert api.startswith("http://127.0.0.1:") and port not in range(8000, 9000), api
-        with get_client(sync_client=True) as client:
-            assert client.api_healthcheck() is None
-    assert PREFECT_API_URL.value() in (None, ""), "the setting goes back when the block ends"
+    code = (
+        "import os\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.settings import PREFECT_API_URL\n"
+        "from genpipe.services.servers import prefect_api\n"
+        "with prefect_api(os.environ), get_client(sync_client=True) as client:\n"
+        "    print(PREFECT_API_URL.value(), client.api_healthcheck())\n"
+        "with prefect_api({'PREFECT_API_URL': 'http://127.0.0.1:1/api'}):\n"
+        "    print(PREFECT_API_URL.value())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "600"  # a busy box
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (api, health), (unchanged,) = (line.split() for line in done.stdout.splitlines())
+    assert api.startswith("http://127.0.0.1:") and health == "None", done.stdout
+    assert httpx.URL(api).port not in range(8000, 9000), api
+    assert unchanged == "None", "a set PREFECT_API_URL starts nothing"
     try:
         httpx.get(f"{api}/health", timeout=5)
     except httpx.ConnectError:
         pass
     else:
-        raise AssertionError(f"the temporary server at {api} still answers after the block")
-    with prefect_api({"PREFECT_API_URL": "http://127.0.0.1:1/api"}):
-        assert PREFECT_API_URL.value() in (None, ""), "a set PREFECT_API_URL starts nothing"
+        raise AssertionError(f"the temporary server at {api} still answers after its process")

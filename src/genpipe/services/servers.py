@@ -78,10 +78,9 @@ def prefect_api(environ: Mapping[str, str]) -> Iterator[None]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with (
-        SubprocessASGIServer(port) as server,
-        temporary_settings({PREFECT_API_URL: server.api_url}),
-    ):
+    server = SubprocessASGIServer(port)
+    server.start()  # Prefect stops it at exit, once its log and event workers have sent theirs
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
         yield
 
 
