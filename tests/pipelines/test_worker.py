@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from genpipe.config import load_params
 from genpipe.cpu import SHARE_ENV
 from genpipe.settings import project_root
@@ -49,6 +51,7 @@ def test_a_flow_against_an_unreachable_api_says_so_in_one_line(tmp_path) -> None
     assert (project_root() / "params.yaml").read_bytes() == params
 
 
+@pytest.mark.slow  # a real server process, its database created from scratch
 def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked() -> None:
     """Prefect picks its temporary server's port at random in 8000-8999, checked before binding:
     two flows starting at once (two users, two test workers) could share one server, and one of
