@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         overrides = [*(read_preset(Path(args.preset)) if args.preset else []), *args.overrides]
-        with prefect_api(os.environ):
+        with prefect_api():
             result = genpipe_pipeline(overrides or None, args.project, args.dispatch)
     except GenpipeError as exc:
         print(f"genpipe pipeline: error: {exc}", file=sys.stderr)

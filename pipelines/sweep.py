@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with prefect_api(os.environ):
+    with prefect_api():
         state = sweep_flow(
             " ".join(args.sweep), args.target, args.jobs, args.name, args.project,
             dispatch=args.dispatch, return_state=True,

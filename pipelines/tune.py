@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with prefect_api(os.environ):
+    with prefect_api():
         state = tune_flow(args.jobs, args.project, dispatch=args.dispatch, return_state=True)
     return exit_code(state, "tune")
 

@@ -64,13 +64,13 @@ def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked(
     import httpx
 
     code = (
-        "import os\n"
         "from prefect.client.orchestration import get_client\n"
         "from prefect.settings import PREFECT_API_URL\n"
         "from genpipe.services.servers import prefect_api\n"
-        "with prefect_api(os.environ), get_client(sync_client=True) as client:\n"
+        "from prefect.settings import temporary_settings\n"
+        "with prefect_api(), get_client(sync_client=True) as client:\n"
         "    print(PREFECT_API_URL.value(), client.api_healthcheck())\n"
-        "with prefect_api({'PREFECT_API_URL': 'http://127.0.0.1:1/api'}):\n"
+        "with temporary_settings({PREFECT_API_URL: 'http://127.0.0.1:1/api'}), prefect_api():\n"
         "    print(PREFECT_API_URL.value())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -82,7 +82,7 @@ def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked(
     (api, health), (unchanged,) = (line.split() for line in done.stdout.splitlines())
     assert api.startswith("http://127.0.0.1:") and health == "None", done.stdout
     assert httpx.URL(api).port not in range(8000, 9000), api
-    assert unchanged == "None", "a set PREFECT_API_URL starts nothing"
+    assert unchanged == "http://127.0.0.1:1/api", "a set PREFECT_API_URL starts nothing"
     try:
         httpx.get(f"{api}/health", timeout=5)
     except httpx.ConnectError:

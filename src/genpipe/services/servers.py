@@ -64,22 +64,25 @@ def prefect_api_unusable(environ: Mapping[str, str]) -> str | None:
 
 
 @contextlib.contextmanager
-def prefect_api(environ: Mapping[str, str]) -> Iterator[None]:
-    """The Prefect API in PREFECT_API_URL or, when that is unset, a temporary local one for the
-    block, as Prefect would start it, but on a port the OS picks. Prefect's own pick is random in
-    8000-8999 and checked before its server binds, so two starting at once can take one port, and
-    one process then talks to the other's server until that one stops."""
-    if environ.get("PREFECT_API_URL"):
+def prefect_api() -> Iterator[None]:
+    """The Prefect API of PREFECT_API_URL (the environment's or the Prefect profile's) or, when
+    none is set, a temporary local one as Prefect would start, but on a port the OS picks: Prefect
+    picks at random in 8000-8999 and checks before its server binds, so two starting at once can
+    take one port, and one process then talks to the other's server until that one stops. Like
+    Prefect's, the server stops when the process exits, after Prefect's log and event workers
+    have sent what they hold."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
         yield
         return
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = SubprocessASGIServer(port)
-    server.start()  # Prefect stops it at exit, once its log and event workers have sent theirs
+    server.start()
     with temporary_settings({PREFECT_API_URL: server.api_url}):
         yield
 
