@@ -54,6 +54,7 @@ def dvc(cwd: Path, *args: str) -> None:
     assert done.returncode == 0, f"dvc {args}: {done.stdout}{done.stderr}"
 
 
+@pytest.mark.slow  # a Prefect flow run, git and DVC remotes, `dvc exp run`: end to end
 def test_a_member_run_by_the_worker_flow_comes_back_through_exp_push_and_pull(
     tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
