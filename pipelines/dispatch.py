@@ -7,6 +7,8 @@ that record, keyed by the stage's command, deps and params as the controller has
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -143,21 +145,34 @@ def run_on_pool(
 ) -> Any:  # fmt: skip
     """Run `deployment` (its pull step fetches `commit` from `code_url`) on a worker of its pool;
     wait on its state events until it ends (the automations end it in time). Prefect's FlowRun."""
-    from prefect import get_client
     from prefect.deployments import run_deployment
-    from prefect.exceptions import FlowRunWaitTimeout
-    from prefect.flow_runs import wait_for_flow_run
-    from prefect.utilities.asyncutils import run_coro_as_sync
 
     child = run_deployment(deployment, parameters=dict(parameters), flow_run_name=name, timeout=0,
                            job_variables={"env": {COMMIT_VAR: commit, REMOTE_VAR: code_url}},
                            tags=["genpipe", DISPATCH_TAG, *tags])  # fmt: skip
     deadline = config.queue_timeout_seconds + budget + config.zombie_after_seconds + GRACE_SECONDS
-    try:
-        return run_coro_as_sync(wait_for_flow_run(child.id, timeout=int(deadline)))
-    except FlowRunWaitTimeout:  # raise_unless_completed names the state it is still in
+    return wait_for_end(child.id, deadline)
+
+
+def wait_for_end(flow_run_id: Any, seconds: float) -> Any:
+    """Prefect's FlowRun once final, or as it is after `seconds`. `wait_for_flow_run` also ends,
+    as a timeout, when the server closes its event stream cleanly: then it is called again."""
+    from prefect import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    end = time.monotonic() + seconds
+    while True:
+        started = time.monotonic()
+        with contextlib.suppress(FlowRunWaitTimeout):
+            left = max(1, math.ceil(end - started))
+            return run_coro_as_sync(wait_for_flow_run(flow_run_id, timeout=left))
         with get_client(sync_client=True) as client:
-            return client.read_flow_run(child.id)
+            run = client.read_flow_run(flow_run_id)
+        if (run.state and run.state.is_final()) or time.monotonic() >= end:
+            return run
+        time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # a stream closed at once
 
 
 def raise_unless_completed(

@@ -1,6 +1,6 @@
-"""Dispatch pieces with real git and no server: the code check against a real bare remote, and
-what a run may leave uncommitted. The live dispatch runs in test_dispatch_live.py and, across
-hosts, in tests/e2e/test_multihost.py.
+"""Dispatch pieces with real git: the code check against a real bare remote, and what a run may
+leave uncommitted; the wait on a dispatched run, against a real Prefect API. The live dispatch
+runs in test_dispatch_live.py and, across hosts, in tests/e2e/test_multihost.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.code_remote import CodeError, check_code, push_head
-from pipelines.dispatch import written_by_runs
+from pipelines.dispatch import wait_for_end, written_by_runs
 from pipelines.plan import StagePlan
 
 
@@ -105,3 +105,39 @@ def test_a_runs_outputs_do_not_make_the_checkout_dirty() -> None:
         "data/plots/.gitignore",
         "data/.gitignore",
     }
+
+
+# --- waiting on a dispatched run -------------------------------------------------------------
+
+
+def test_a_wait_whose_event_stream_closes_early_waits_again(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's wait_for_flow_run returns as a timeout when the server closes its event stream
+    cleanly (CI saw it while a host was killed): the run, still Running, is waited on again
+    rather than reported as past the automations' deadlines."""
+    import prefect.flow_runs
+    from prefect import flow, get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.states import Completed, Running
+
+    @flow(name="genpipe-wait-test")
+    def nothing() -> None:
+        pass
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(nothing, state=Running())
+    real, calls = prefect.flow_runs.wait_for_flow_run, []
+
+    async def closed_then_ends(flow_run_id: object, timeout: int) -> object:
+        calls.append(timeout)
+        if len(calls) == 1:  # what Prefect's wait raises when its stream is closed cleanly
+            raise FlowRunWaitTimeout(f"Flow run with ID {flow_run_id} exceeded watch timeout")
+        async with get_client() as client:  # the worker's run ends
+            await client.set_flow_run_state(run.id, Completed(), force=True)
+        return await real(flow_run_id, timeout=timeout)
+
+    monkeypatch.setattr(prefect.flow_runs, "wait_for_flow_run", closed_then_ends)
+    ended = wait_for_end(run.id, 600)
+    assert ended.state.is_completed(), ended.state
+    assert len(calls) == 2 and calls[1] <= 600
