@@ -114,8 +114,8 @@ def test_a_wait_whose_event_stream_closes_early_waits_again(
     prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Prefect's wait_for_flow_run returns as a timeout when the server closes its event stream
-    cleanly (CI saw it while a host was killed): the run, still Running, is waited on again
-    rather than reported as past the automations' deadlines."""
+    cleanly: the run, still Running, is waited on again rather than reported as past the
+    automations' deadlines."""
     import prefect.flow_runs
     from prefect import flow, get_client
     from prefect.exceptions import FlowRunWaitTimeout
