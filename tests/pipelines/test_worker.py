@@ -65,9 +65,8 @@ def test_without_an_api_url_a_flow_gets_a_temporary_api_on_a_port_the_os_picked(
 
     code = (
         "from prefect.client.orchestration import get_client\n"
-        "from prefect.settings import PREFECT_API_URL\n"
+        "from prefect.settings import PREFECT_API_URL, temporary_settings\n"
         "from genpipe.services.servers import prefect_api\n"
-        "from prefect.settings import temporary_settings\n"
         "with prefect_api(), get_client(sync_client=True) as client:\n"
         "    print(PREFECT_API_URL.value(), client.api_healthcheck())\n"
         "with temporary_settings({PREFECT_API_URL: 'http://127.0.0.1:1/api'}), prefect_api():\n"
